@@ -1,0 +1,127 @@
+import { Hono } from 'hono';
+import type { UpgradeWebSocket, WSContext } from 'hono/ws';
+import type { Config } from './config.ts';
+import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
+import type { Provider } from './backends/provider.ts';
+import type { OpusCodec } from './codec/opus.ts';
+import type { SocketConnector } from './net.ts';
+import type { Runtime } from './protocol/outbound.ts';
+import { parseTranscribeParams, type TranscribeParams } from './protocol/query.ts';
+import { Session } from './session/session.ts';
+import { createClientSink } from './sinks/client.ts';
+import type { TranscriptSink } from './sinks/sink.ts';
+import { portableBase64, type Base64Codec } from './util/base64.ts';
+import { systemTimers, type Timers } from './util/timers.ts';
+
+export const APPLICATION = 'opus-transcriber-proxy';
+export const VERSION = '0.1.0';
+
+export interface SessionInfo {
+  sessionId: string | undefined;
+  /** The query parameter when given, else the environment's USE_DISPATCHER. */
+  useDispatcher: boolean;
+}
+
+/** Everything that differs between Node, Deno and workerd, injected by `src/runtime/`. */
+export interface AppDeps {
+  config: Config;
+  runtime: Runtime;
+  upgradeWebSocket: UpgradeWebSocket<unknown>;
+  /** The shared Opus codec (one WASM instance hosts every decoder); loaded once. */
+  codec: () => Promise<OpusCodec>;
+  connector: SocketConnector;
+  log: Logger;
+  metrics: Metrics;
+  base64?: Base64Codec;
+  timers?: Timers;
+  /** Sinks besides the client socket, e.g. the dispatcher when the session asks for it. */
+  sinks?: (session: SessionInfo) => TranscriptSink[];
+}
+
+const isUpgrade = (header: string | undefined) => header?.toLowerCase() === 'websocket';
+
+/** Builds the Hono app: health, metrics, and `/transcribe` under any prefix. */
+export function createApp(deps: AppDeps): Hono {
+  const { config, log, metrics } = deps;
+  const base64 = deps.base64 ?? portableBase64;
+  const timers = deps.timers ?? systemTimers;
+  const providerDeps = { connector: deps.connector, base64, timers };
+  const providers = new Map<string, Provider>(config.providers.map((p) => [p.name, p.create(providerDeps)]));
+  const providerNames = [...providers.keys()];
+  let sequence = 0;
+  const idPrefix = crypto.randomUUID().slice(0, 8);
+  // Unique within the process (and so the session), and never derived from the clock alone.
+  const newId = () => `${idPrefix}-${(++sequence).toString(36)}-${crypto.randomUUID().slice(0, 8)}`;
+
+  const app = new Hono();
+
+  app.get('/health', (c) =>
+    c.json({
+      status: 'ok',
+      runtime: deps.runtime,
+      version: VERSION,
+      providers: providerNames,
+      sessions: metrics.state.sessions,
+      participants: metrics.state.participants,
+    }),
+  );
+
+  app.get('/metrics', (c) => c.text(metrics.registry.render(), 200, { 'Content-Type': 'text/plain; version=0.0.4' }));
+
+  app.all('*', async (c) => {
+    const path = c.req.path;
+    const upgrade = isUpgrade(c.req.header('upgrade'));
+    if (!path.endsWith('/transcribe')) {
+      return c.text(upgrade ? `no WebSocket endpoint at ${path}; connect to /transcribe` : 'not found', 404);
+    }
+    if (!upgrade) return c.text('Upgrade Required: open a WebSocket to /transcribe', 426);
+    if (providers.size === 0) {
+      return c.text(`no speech-to-text provider is configured: set ${config.missingProviderHint}`, 503);
+    }
+    const parsed = parseTranscribeParams(new URL(c.req.url).searchParams, providerNames, config.useDispatcher);
+    if (!parsed.ok) return c.text(parsed.reason, 400);
+    const codec = await deps.codec();
+    return deps.upgradeWebSocket(c, sessionEvents(parsed.params, codec));
+  });
+
+  function sessionEvents(params: TranscribeParams, codec: OpusCodec) {
+    let session: Session | undefined;
+    return {
+      onOpen: (_evt: Event, ws: WSContext<unknown>) => {
+        const sinks = [
+          createClientSink({ send: (t) => ws.send(t), close: (code, reason) => ws.close(code, reason) }, params),
+          ...(deps.sinks?.({ sessionId: params.sessionId, useDispatcher: params.useDispatcher ?? config.useDispatcher }) ?? []),
+        ];
+        session = new Session(params, { send: (t) => ws.send(t), close: (code, reason) => ws.close(code, reason) }, sinks, {
+          codec,
+          provider: providers.get(params.provider)!,
+          base64,
+          log,
+          metrics,
+          timers,
+          forceCommitMs: config.forceCommitMs,
+          maxMessageBytes: config.maxMessageBytes,
+          maxParticipants: config.maxParticipants,
+          queueLimitMs: config.providerQueueMs,
+          finishTimeoutMs: config.finishTimeoutMs,
+          newId,
+        });
+        session.info({ application: APPLICATION, version: VERSION, runtime: deps.runtime, providersAvailable: providerNames });
+        log.info('session opened', { session: params.sessionId ?? null, provider: params.provider });
+      },
+      onMessage: (evt: MessageEvent) => {
+        const data: unknown = evt.data;
+        session?.handle(typeof data === 'string' ? data : new Uint8Array(0));
+      },
+      onClose: () => {
+        void session?.close();
+      },
+      onError: () => {
+        log.warn('client socket error', { session: params.sessionId ?? null });
+      },
+    };
+  }
+
+  return app;
+}

@@ -1,0 +1,287 @@
+import * as v from 'valibot';
+import { toWebSocketUrl, type OutboundSocket } from '../net.ts';
+import { envJson, envOptionalString, envString, envUrl, parseEnvWith } from '../util/env-schema.ts';
+import {
+  ProviderError,
+  defineProvider,
+  type ConnectionListener,
+  type ConnectRequest,
+  type Provider,
+  type ProviderConnection,
+  type ProviderDeps,
+} from './provider.ts';
+
+/**
+ * OpenAI Realtime in transcription mode (GA interface): `session.update` with
+ * `session.type: "transcription"`, base64 PCM16 24 kHz appends, server VAD, and
+ * `conversation.item.input_audio_transcription.{delta,completed,failed}` back.
+ */
+
+export interface OpenAIConfig {
+  apiKey: string;
+  model: string;
+  baseUrl: string;
+  turnDetection: Record<string, unknown> | null;
+  prompt?: string;
+  noiseReduction?: 'near_field' | 'far_field';
+}
+
+const DEFAULT_TURN_DETECTION = { type: 'server_vad', threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 300 };
+
+const isTurnDetection = (x: unknown): x is Record<string, unknown> | null =>
+  x === null || (typeof x === 'object' && !Array.isArray(x));
+
+const Env = v.object({
+  OPENAI_API_KEY: v.string(),
+  OPENAI_MODEL: envString('gpt-4o-transcribe'),
+  OPENAI_BASE_URL: envUrl('wss://api.openai.com/v1', ['ws:', 'wss:', 'http:', 'https:']),
+  OPENAI_TURN_DETECTION: envJson(isTurnDetection, 'a JSON object (turn_detection settings) or null'),
+  OPENAI_TRANSCRIPTION_PROMPT: envOptionalString,
+  OPENAI_NOISE_REDUCTION: v.optional(v.picklist(['near_field', 'far_field'], 'must be near_field or far_field')),
+});
+
+/** How long a completion may wait for an earlier item before it is released anyway. */
+const ORDER_WAIT_MS = 5_000;
+
+interface Item {
+  id: string;
+  text: string;
+  audioStartMs?: number;
+  done: boolean;
+  final?: string;
+  since: number;
+}
+
+class OpenAIConnection implements ProviderConnection {
+  private socket!: OutboundSocket;
+  private readonly items = new Map<string, Item>();
+  /** Committed items in audio order; completions are released in this order. */
+  private readonly order: string[] = [];
+  private uncommittedMs = 0;
+  private awaitingCommit = false;
+  private closing = false;
+  private authError: ProviderError | undefined;
+  private idle: (() => void) | undefined;
+
+  constructor(
+    private readonly deps: ProviderDeps,
+    private readonly listener: ConnectionListener,
+  ) {}
+
+  attach(socket: OutboundSocket): void {
+    this.socket = socket;
+  }
+
+  send(audio: Uint8Array, durationMs: number): void {
+    this.socket.send(`{"type":"input_audio_buffer.append","audio":"${this.deps.base64.encode(audio)}"}`);
+    this.uncommittedMs += durationMs;
+  }
+
+  flush(): void {
+    if (this.uncommittedMs === 0) return;
+    this.socket.send('{"type":"input_audio_buffer.commit"}');
+    this.uncommittedMs = 0;
+    this.awaitingCommit = true;
+  }
+
+  finish(timeoutMs: number): Promise<void> {
+    this.flush();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.deps.timers.clearTimeout(timer);
+        this.idle = undefined;
+        this.close();
+        resolve();
+      };
+      const timer = this.deps.timers.setTimeout(done, timeoutMs);
+      this.idle = () => {
+        if (!this.awaitingCommit && this.items.size === 0) done();
+      };
+      this.idle();
+    });
+  }
+
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.socket.close(1000, 'done');
+  }
+
+  onClose(code: number, reason: string): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.idle?.();
+    this.listener.closed(
+      this.authError ?? new ProviderError(`OpenAI closed the connection (${code}${reason ? ` ${reason}` : ''})`, 'closed'),
+    );
+  }
+
+  onMessage(data: string | Uint8Array): void {
+    if (typeof data !== 'string') return;
+    let msg: Record<string, unknown>;
+    try {
+      msg = JSON.parse(data) as Record<string, unknown>;
+    } catch {
+      this.listener.error(new ProviderError('OpenAI sent a frame that is not JSON', 'protocol'));
+      return;
+    }
+    const itemId = typeof msg.item_id === 'string' ? msg.item_id : undefined;
+    switch (msg.type) {
+      case 'input_audio_buffer.speech_started':
+        if (itemId) this.item(itemId).audioStartMs = Number(msg.audio_start_ms);
+        break;
+      case 'input_audio_buffer.committed':
+        this.awaitingCommit = false;
+        this.uncommittedMs = 0;
+        if (itemId) {
+          this.item(itemId);
+          this.order.push(itemId);
+        }
+        break;
+      case 'conversation.item.input_audio_transcription.delta': {
+        if (!itemId || typeof msg.delta !== 'string') break;
+        const item = this.item(itemId);
+        if (item.done) break;
+        item.text += msg.delta;
+        this.listener.transcript({ kind: 'interim', itemId, text: item.text, audioStartMs: item.audioStartMs });
+        break;
+      }
+      case 'conversation.item.input_audio_transcription.completed':
+        if (!itemId) break;
+        this.complete(this.item(itemId), typeof msg.transcript === 'string' ? msg.transcript : '');
+        break;
+      case 'conversation.item.input_audio_transcription.failed':
+        if (!itemId) break;
+        this.listener.error(new ProviderError(`transcription failed: ${errorText(msg.error)}`, 'provider'));
+        this.complete(this.item(itemId), undefined);
+        break;
+      case 'error':
+        this.onError(msg.error);
+        break;
+      default:
+        break;
+    }
+  }
+
+  private onError(error: unknown): void {
+    const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+    if (code === 'input_audio_buffer_commit_empty') {
+      this.awaitingCommit = false;
+      this.idle?.();
+      return;
+    }
+    const auth = code === 'invalid_api_key' || code === 'insufficient_quota' || code === 'model_not_found';
+    const err = new ProviderError(`OpenAI error${code ? ` ${String(code)}` : ''}: ${errorText(error)}`, auth ? 'auth' : 'provider', !auth);
+    if (auth) this.authError = err;
+    this.listener.error(err);
+  }
+
+  private item(id: string): Item {
+    let item = this.items.get(id);
+    if (!item) {
+      item = { id, text: '', done: false, since: this.deps.timers.now() };
+      this.items.set(id, item);
+    }
+    return item;
+  }
+
+  /** `text` undefined: the item failed and yields no final, but stops holding later ones. */
+  private complete(item: Item, text: string | undefined): void {
+    item.done = true;
+    item.final = text;
+    if (!this.order.includes(item.id)) this.order.push(item.id);
+    this.release();
+  }
+
+  /** Emits completed finals in audio order; a head that never completes is skipped after a while. */
+  private release(): void {
+    const now = this.deps.timers.now();
+    while (this.order.length) {
+      const head = this.items.get(this.order[0]!);
+      if (head && !head.done) {
+        const laterDone = this.order.some((id) => this.items.get(id)?.done);
+        if (!laterDone || now - head.since < ORDER_WAIT_MS) break;
+      }
+      this.order.shift();
+      if (!head) continue;
+      this.items.delete(head.id);
+      if (head.done && head.final !== undefined && head.final.trim() !== '') {
+        this.listener.transcript({ kind: 'final', itemId: head.id, text: head.final, audioStartMs: head.audioStartMs });
+      }
+    }
+    this.idle?.();
+  }
+}
+
+function errorText(error: unknown): string {
+  if (typeof error === 'object' && error !== null && typeof (error as { message?: unknown }).message === 'string') {
+    return (error as { message: string }).message;
+  }
+  return 'unknown error';
+}
+
+export function createOpenAI(config: OpenAIConfig, deps: ProviderDeps): Provider {
+  const url = `${toWebSocketUrl(config.baseUrl)}/realtime?intent=transcription`;
+  // One auth form only: a header where the runtime can set one, else the subprotocol pair.
+  const auth = deps.connector.supportsHeaders
+    ? { headers: { Authorization: `Bearer ${config.apiKey}` } }
+    : { protocols: ['realtime', `openai-insecure-api-key.${config.apiKey}`] };
+
+  return {
+    name: 'openai',
+    formatFor: () => ({ kind: 'pcm16', sampleRate: 24000 }),
+    // Realtime sessions are capped at 60 min (was 15, then 30); rotate well before.
+    maxConnectionMs: 28 * 60_000,
+    async connect(request: ConnectRequest, listener: ConnectionListener) {
+      const conn = new OpenAIConnection(deps, listener);
+      const socket = await deps.connector
+        .connect(url, { ...auth, timeoutMs: 10_000 }, {
+          message: (data) => conn.onMessage(data),
+          close: (code, reason) => conn.onClose(code, reason),
+        })
+        .catch((err: unknown) => {
+          const status = (err as { status?: number }).status;
+          const isAuth = status === 401 || status === 403;
+          throw new ProviderError(
+            `OpenAI handshake failed: ${err instanceof Error ? err.message : String(err)}`,
+            isAuth ? 'auth' : 'handshake',
+            !isAuth,
+          );
+        });
+      conn.attach(socket);
+      const transcription: Record<string, unknown> = { model: config.model };
+      if (request.language) transcription.language = request.language;
+      if (config.prompt) transcription.prompt = config.prompt;
+      const input: Record<string, unknown> = {
+        format: { type: 'audio/pcm', rate: 24000 },
+        transcription,
+        turn_detection: config.turnDetection,
+      };
+      if (config.noiseReduction) input.noise_reduction = { type: config.noiseReduction };
+      socket.send(JSON.stringify({ type: 'session.update', session: { type: 'transcription', audio: { input } } }));
+      return conn;
+    },
+  };
+}
+
+export const openai = defineProvider<OpenAIConfig>({
+  name: 'openai',
+  keyVariable: 'OPENAI_API_KEY',
+  parseEnv(env) {
+    if (!env.OPENAI_API_KEY) return { errors: [] };
+    const { output, errors } = parseEnvWith(Env, env);
+    if (!output) return { errors };
+    return {
+      errors,
+      config: {
+        apiKey: output.OPENAI_API_KEY,
+        model: output.OPENAI_MODEL,
+        baseUrl: output.OPENAI_BASE_URL,
+        turnDetection: output.OPENAI_TURN_DETECTION === undefined ? DEFAULT_TURN_DETECTION : output.OPENAI_TURN_DETECTION,
+        prompt: output.OPENAI_TRANSCRIPTION_PROMPT,
+        noiseReduction: output.OPENAI_NOISE_REDUCTION,
+      },
+    };
+  },
+  create: createOpenAI,
+});

@@ -1,0 +1,5 @@
+import type { ProviderModule } from './provider.ts';
+import { openai } from './openai.ts';
+
+/** Every provider the proxy knows, by name. Adding one is a file in this folder and a line here. */
+export const PROVIDERS: readonly ProviderModule[] = [openai];

@@ -1,0 +1,86 @@
+import * as v from 'valibot';
+import type { LogLevel } from './log.ts';
+import type { ProviderDeps, Provider, ProviderModule } from './backends/provider.ts';
+import { envBool, envInt, envNumber, envString, parseEnvWith } from './util/env-schema.ts';
+
+const Env = v.object({
+  PORT: envInt(8080, 1, 65535),
+  HOST: envString('0.0.0.0'),
+  LOG_LEVEL: v.optional(v.picklist(['debug', 'info', 'warn', 'error'], 'must be debug, info, warn or error'), 'info'),
+  PROVIDERS_PRIORITY: envString('openai,deepgram,gemini'),
+  FORCE_COMMIT_TIMEOUT: envNumber(2, 0.1, 600),
+  USE_DISPATCHER: envBool(false),
+  /** Largest client frame accepted; larger ones are refused and counted, the session goes on. */
+  MAX_MESSAGE_BYTES: envInt(256 * 1024, 1024, 64 * 1024 * 1024),
+  /** Audio held per participant while its provider connects or backs off. */
+  PROVIDER_QUEUE_MS: envInt(10_000, 100, 120_000),
+  /** At session end, how long in-flight utterances get to produce their finals. */
+  FINISH_TIMEOUT_MS: envInt(5_000, 0, 60_000),
+  /** Operator limit on live participant streams per session (0: none). */
+  MAX_PARTICIPANTS: envInt(0, 0, 100_000),
+});
+
+export interface Config {
+  port: number;
+  host: string;
+  logLevel: LogLevel;
+  forceCommitMs: number;
+  useDispatcher: boolean;
+  maxMessageBytes: number;
+  providerQueueMs: number;
+  finishTimeoutMs: number;
+  maxParticipants: number;
+  /** Configured providers in priority order, ready to be built with the runtime's deps. */
+  providers: { name: string; create: (deps: ProviderDeps) => Provider }[];
+  /** The variable to set when no provider is configured. */
+  missingProviderHint: string;
+  /** Raw environment, for the parts (dispatcher, Worker) that read their own variables. */
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
+
+/** Validates the environment at start-up, listing every bad variable at once. */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>, modules: readonly ProviderModule[]): ConfigResult {
+  const { output, errors } = parseEnvWith(Env, env);
+  const loaded = modules.map((m) => ({ module: m, ...m.load(env) }));
+  for (const l of loaded) errors.push(...l.errors);
+
+  const known = new Set(modules.map((m) => m.name));
+  const priority = (output?.PROVIDERS_PRIORITY ?? 'openai,deepgram,gemini')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const name of priority) {
+    if (!known.has(name)) errors.push(`PROVIDERS_PRIORITY: unknown provider "${name}" (known: ${[...known].join(', ')})`);
+  }
+  if (errors.length || !output) return { ok: false, errors };
+
+  // Providers named in the priority list come first, in its order; any others follow.
+  const rank = (name: string) => {
+    const i = priority.indexOf(name);
+    return i === -1 ? priority.length : i;
+  };
+  const providers = loaded
+    .filter((l) => l.create)
+    .sort((a, b) => rank(a.module.name) - rank(b.module.name))
+    .map((l) => ({ name: l.module.name, create: l.create! }));
+
+  return {
+    ok: true,
+    config: {
+      port: output.PORT,
+      host: output.HOST,
+      logLevel: output.LOG_LEVEL,
+      forceCommitMs: Math.round(output.FORCE_COMMIT_TIMEOUT * 1000),
+      useDispatcher: output.USE_DISPATCHER,
+      maxMessageBytes: output.MAX_MESSAGE_BYTES,
+      providerQueueMs: output.PROVIDER_QUEUE_MS,
+      finishTimeoutMs: output.FINISH_TIMEOUT_MS,
+      maxParticipants: output.MAX_PARTICIPANTS,
+      providers,
+      missingProviderHint: modules.map((m) => m.keyVariable).join(' or '),
+      env,
+    },
+  };
+}

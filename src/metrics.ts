@@ -1,0 +1,134 @@
+/**
+ * A minimal Prometheus text-format registry. prom-client is the usual choice, but it imports
+ * node:* modules and so cannot run in workerd or Deno; what we need (labelled counters,
+ * gauges read at scrape time, fixed-bucket histograms) fits in this file.
+ */
+type Labels = Record<string, string>;
+
+interface Metric {
+  render(): string;
+}
+
+function labelKey(labels: Labels | undefined): string {
+  if (!labels) return '';
+  const parts = Object.keys(labels)
+    .sort()
+    .map((k) => `${k}="${String(labels[k]).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
+  return parts.length ? `{${parts.join(',')}}` : '';
+}
+
+export class Counter implements Metric {
+  private readonly values = new Map<string, number>();
+  constructor(readonly name: string, readonly help: string) {}
+
+  inc(labels?: Labels, by = 1): void {
+    const key = labelKey(labels);
+    this.values.set(key, (this.values.get(key) ?? 0) + by);
+  }
+
+  get(labels?: Labels): number {
+    return this.values.get(labelKey(labels)) ?? 0;
+  }
+
+  render(): string {
+    let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} counter\n`;
+    if (this.values.size === 0) out += `${this.name} 0\n`;
+    for (const [k, v] of this.values) out += `${this.name}${k} ${v}\n`;
+    return out;
+  }
+}
+
+/** A gauge whose value is read when scraped, so nothing on the hot path keeps it current. */
+export class Gauge implements Metric {
+  constructor(readonly name: string, readonly help: string, private readonly read: () => number) {}
+  get(): number {
+    return this.read();
+  }
+  render(): string {
+    return `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} gauge\n${this.name} ${this.read()}\n`;
+  }
+}
+
+export class Histogram implements Metric {
+  private readonly counts: Float64Array;
+  private sum = 0;
+  private count = 0;
+  constructor(readonly name: string, readonly help: string, private readonly buckets: readonly number[]) {
+    this.counts = new Float64Array(buckets.length);
+  }
+
+  observe(value: number): void {
+    this.sum += value;
+    this.count++;
+    for (let i = 0; i < this.buckets.length; i++) {
+      if (value <= this.buckets[i]!) {
+        this.counts[i]!++;
+        return;
+      }
+    }
+  }
+
+  render(): string {
+    let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} histogram\n`;
+    let cumulative = 0;
+    for (let i = 0; i < this.buckets.length; i++) {
+      cumulative += this.counts[i]!;
+      out += `${this.name}_bucket{le="${this.buckets[i]}"} ${cumulative}\n`;
+    }
+    out += `${this.name}_bucket{le="+Inf"} ${this.count}\n${this.name}_sum ${this.sum}\n${this.name}_count ${this.count}\n`;
+    return out;
+  }
+}
+
+export class Registry {
+  private readonly metrics: Metric[] = [];
+
+  counter(name: string, help: string): Counter {
+    return this.add(new Counter(name, help));
+  }
+  gauge(name: string, help: string, read: () => number): Gauge {
+    return this.add(new Gauge(name, help, read));
+  }
+  histogram(name: string, help: string, buckets: readonly number[]): Histogram {
+    return this.add(new Histogram(name, help, buckets));
+  }
+  render(): string {
+    return this.metrics.map((m) => m.render()).join('');
+  }
+  private add<M extends Metric>(m: M): M {
+    this.metrics.push(m);
+    return m;
+  }
+}
+
+/** The proxy's metrics. One instance per process (per isolate on workerd). */
+export function createMetrics() {
+  const registry = new Registry();
+  const state = { sessions: 0, participants: 0, dispatcherQueue: 0 };
+  return {
+    registry,
+    state,
+    sessions: registry.gauge('transcriber_sessions', 'Open transcription sessions', () => state.sessions),
+    participants: registry.gauge('transcriber_participants', 'Live participant streams', () => state.participants),
+    sessionsTotal: registry.counter('transcriber_sessions_total', 'Sessions opened'),
+    framesTotal: registry.counter('transcriber_media_frames_total', 'media events accepted'),
+    inputErrors: registry.counter('transcriber_input_errors_total', 'Client input refused, by reason'),
+    decodeErrors: registry.counter('transcriber_decode_errors_total', 'Audio that could not be decoded, by reason'),
+    concealedFrames: registry.counter('transcriber_concealed_frames_total', 'Lost frames concealed, by method (fec, plc)'),
+    queueDropped: registry.counter('transcriber_provider_queue_dropped_total', 'Audio frames dropped while a provider stream was unavailable'),
+    backendErrors: registry.counter('transcriber_backend_errors_total', 'Provider errors, by provider and kind'),
+    reconnects: registry.counter('transcriber_backend_reconnects_total', 'Provider stream (re)connections after the first, by provider'),
+    transcripts: registry.counter('transcriber_transcripts_total', 'Transcripts produced, by provider and kind'),
+    dispatcherQueue: registry.gauge('transcriber_dispatcher_queue_depth', 'Finals waiting for the dispatcher', () => state.dispatcherQueue),
+    dispatcherDropped: registry.counter('transcriber_dispatcher_dropped_total', 'Finals dropped because the dispatcher queue was full'),
+    dispatcherDelivered: registry.counter('transcriber_dispatcher_delivered_total', 'Finals handed to the dispatcher, by transport'),
+    dispatcherErrors: registry.counter('transcriber_dispatcher_errors_total', 'Dispatcher failures, by transport'),
+    finalLatency: registry.histogram(
+      'transcriber_final_latency_seconds',
+      'From an utterance\'s first audio to its final transcript',
+      [0.25, 0.5, 1, 2, 4, 8, 16, 32],
+    ),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,52 @@
+/**
+ * The outbound-socket seam. Each runtime opens WebSockets with auth headers differently
+ * (Node: the `ws` package; Deno: the WebSocket constructor's headers option; workerd:
+ * fetch with `Upgrade: websocket`), so the core only sees this interface.
+ */
+export interface OutboundSocket {
+  send(data: string | Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  /** Bytes queued but not yet written; 0 where the runtime cannot tell (workerd). */
+  readonly bufferedAmount: number;
+}
+
+export interface SocketHandlers {
+  message(data: string | Uint8Array): void;
+  /** The socket closed (after open). Errors surface here too, as code 1006. */
+  close(code: number, reason: string): void;
+}
+
+export interface ConnectOptions {
+  headers?: Record<string, string>;
+  protocols?: string[];
+  /** Give up on the handshake after this long. */
+  timeoutMs?: number;
+}
+
+export interface SocketConnector {
+  /** Whether `headers` reach the server; otherwise callers authenticate by other means. */
+  readonly supportsHeaders: boolean;
+  /**
+   * Resolves once the socket is open. Handlers are attached before the handshake completes,
+   * so a message the server sends right after it is never missed.
+   */
+  connect(url: string, options: ConnectOptions, handlers: SocketHandlers): Promise<OutboundSocket>;
+}
+
+/** The handshake failed: refused with an HTTP status, timed out, or the network failed. */
+export class ConnectError extends Error {
+  constructor(message: string, readonly status?: number) {
+    super(message);
+    this.name = 'ConnectError';
+  }
+}
+
+/** Maps http(s) base URLs to ws(s), as operators often paste the REST URL. */
+export function toWebSocketUrl(base: string): string {
+  return base.replace(/^http(s?):\/\//i, 'ws$1://').replace(/\/+$/, '');
+}
+
+/** A URL with any credentials in its query replaced, for logs. */
+export function redactUrl(url: string): string {
+  return url.replace(/([?&](?:key|api_key|token|access_token)=)[^&]*/gi, '$1***');
+}

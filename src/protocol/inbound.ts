@@ -1,0 +1,71 @@
+import * as v from 'valibot';
+
+/** Videobridge sends sequence numbers as JSON strings, test clients as numbers. */
+const Numeric = v.union([
+  v.pipe(v.number(), v.integer(), v.minValue(0)),
+  v.pipe(v.string(), v.regex(/^\d{1,15}$/, 'must be a non-negative integer'), v.transform(Number)),
+]);
+
+export const InputEncoding = v.pipe(
+  v.picklist(['opus', 'ogg-opus', 'ogg', 'l16']),
+  v.transform((e) => (e === 'ogg' ? 'ogg-opus' : e)),
+);
+export type InputEncoding = 'opus' | 'ogg-opus' | 'l16';
+
+export const PCM_RATES = [8000, 12000, 16000, 24000, 48000] as const;
+export type PcmRate = (typeof PCM_RATES)[number];
+
+const Tag = v.pipe(v.string(), v.minLength(1), v.maxLength(256));
+
+const MediaFormat = v.object({
+  encoding: InputEncoding,
+  sampleRate: v.optional(v.pipe(Numeric, v.picklist(PCM_RATES, 'sampleRate must be one of 8000, 12000, 16000, 24000, 48000'))),
+  channels: v.optional(Numeric),
+});
+export type MediaFormat = v.InferOutput<typeof MediaFormat>;
+
+export const StartEvent = v.object({
+  event: v.literal('start'),
+  start: v.object({
+    tag: Tag,
+    mediaFormat: v.optional(MediaFormat),
+    customParameters: v.optional(v.record(v.string(), v.unknown())),
+  }),
+});
+
+export const MediaEvent = v.object({
+  event: v.literal('media'),
+  media: v.object({
+    tag: Tag,
+    payload: v.string(),
+    chunk: v.optional(Numeric),
+    timestamp: v.optional(Numeric),
+  }),
+});
+export type MediaEvent = v.InferOutput<typeof MediaEvent>;
+
+export const StopEvent = v.object({
+  event: v.literal('stop'),
+  stop: v.object({ tag: Tag }),
+});
+
+export const PingEvent = v.object({ event: v.literal('ping'), id: v.optional(v.unknown()) });
+
+export const InfoEvent = v.object({ event: v.literal('info') });
+
+export const InboundEvent = v.variant('event', [StartEvent, MediaEvent, StopEvent, PingEvent, InfoEvent]);
+export type InboundEvent = v.InferOutput<typeof InboundEvent>;
+
+/** Events we know; anything else is ignored (logged at debug), per the protocol. */
+export const KNOWN_EVENTS = new Set(['start', 'media', 'stop', 'ping', 'info']);
+
+/** A one-line summary of why a message failed validation, naming the field. */
+export function describeIssues(issues: readonly v.BaseIssue<unknown>[]): string {
+  return issues
+    .slice(0, 3)
+    .map((i) => {
+      const path = i.path?.map((p) => String(p.key)).join('.');
+      return path ? `${path}: ${i.message}` : i.message;
+    })
+    .join('; ');
+}

@@ -1,0 +1,240 @@
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { AudioFormat, Provider } from '../backends/provider.ts';
+import type { InputEncoding, PcmRate } from '../protocol/inbound.ts';
+import { OpusError, type OpusCodec, type OpusDecoder } from '../codec/opus.ts';
+import { OggOpusDemuxer, isOggStart } from '../codec/ogg.ts';
+import { L16Converter } from '../codec/l16.ts';
+import { opusPacketDurationMs } from '../codec/toc.ts';
+import type { Timers } from '../util/timers.ts';
+import { Sequencer } from './sequencer.ts';
+import { ProviderStream, type StreamResult } from './provider-stream.ts';
+
+/** Concealment never invents more than this much audio for one gap. */
+const MAX_CONCEAL_MS = 120;
+
+export interface ParticipantDeps {
+  codec: OpusCodec;
+  provider: Provider;
+  language?: string;
+  log: Logger;
+  metrics: Metrics;
+  timers: Timers;
+  queueLimitMs: number;
+  finishTimeoutMs: number;
+  newMessageId(): string;
+  onResult(result: StreamResult): void;
+  /** Counted and logged by the session (throttled). */
+  onDecodeError(reason: string, detail: string): void;
+}
+
+export interface InputFormat {
+  encoding: InputEncoding;
+  /** For l16 only. */
+  sampleRate: PcmRate;
+}
+
+function sameFormat(a: AudioFormat, b: AudioFormat): boolean {
+  return a.kind === b.kind && (a.kind !== 'pcm16' || (b.kind === 'pcm16' && a.sampleRate === b.sampleRate));
+}
+
+/**
+ * One tag's audio: framing (Opus packets, an Ogg stream or L16), ordering and concealment,
+ * decoding to the provider's format (or passing Opus through), and its provider stream.
+ */
+export class Participant {
+  /** When audio last arrived; the session's sweep flushes the utterance after a silence. */
+  lastAudioAt = 0;
+  /** Whether the provider has been told the utterance ended since the last audio. */
+  flushed = true;
+
+  private input!: InputFormat;
+  private format!: AudioFormat;
+  private stream!: ProviderStream;
+  private decoder: OpusDecoder | undefined;
+  private demuxer: OggOpusDemuxer | undefined;
+  private l16: L16Converter | undefined;
+  private readonly sequencer = new Sequencer();
+  private frameSamples = 0;
+  private sniffed = false;
+  private readonly previous = new Set<Promise<void>>();
+  /** Audio pages completed by the current Ogg slice, for pass-through. */
+  private readonly pages: Uint8Array[] = [];
+
+  constructor(
+    readonly tag: string,
+    readonly id: string,
+    input: InputFormat,
+    private readonly d: ParticipantDeps,
+  ) {
+    this.setInput(input);
+  }
+
+  /** A `start` for this tag: switch framing, decoder, and the provider stream if its format changes. */
+  setInput(input: InputFormat): void {
+    const format = this.d.provider.formatFor(input.encoding);
+    if (this.stream && sameFormat(format, this.format) && this.input.encoding === input.encoding && this.input.sampleRate === input.sampleRate) return;
+    this.input = input;
+    this.sniffed = input.encoding !== 'opus';
+    this.releaseCodecs();
+    if (!this.stream || !sameFormat(format, this.format)) {
+      if (this.stream) this.retire(this.stream);
+      this.format = format;
+      this.stream = this.newStream(format);
+    }
+    this.sequencer.reset();
+  }
+
+  /** One `media` payload, already base64-decoded. */
+  media(payload: Uint8Array, chunk: number | undefined, arrival: number): void {
+    if (!this.sniffed) {
+      this.sniffed = true;
+      // A client that labels an Ogg stream `opus` is common; the capture pattern tells.
+      if (isOggStart(payload)) this.setInput({ encoding: 'ogg-opus', sampleRate: 48000 });
+    }
+    const lost = this.sequencer.accept(chunk);
+    if (lost < 0) {
+      this.d.metrics.inputErrors.inc({ reason: 'late_packet' });
+      return;
+    }
+    this.lastAudioAt = arrival;
+    this.flushed = false;
+    switch (this.input.encoding) {
+      case 'opus':
+        this.opusPacket(payload, lost, arrival);
+        break;
+      case 'ogg-opus':
+        this.oggSlice(payload, arrival);
+        break;
+      case 'l16': {
+        const pcm = this.l16Converter().push(payload);
+        if (pcm.length) this.pushPcm(pcm, arrival);
+        break;
+      }
+    }
+  }
+
+  /** End of utterance after a silence. */
+  flush(): void {
+    this.flushed = true;
+    this.stream.flush();
+  }
+
+  /** `stop`, or session end with a sink that still wants finals. */
+  async finish(timeoutMs: number): Promise<void> {
+    this.flushed = true;
+    await Promise.all([this.stream.finish(timeoutMs), ...this.previous]);
+    this.releaseCodecs();
+  }
+
+  close(): void {
+    this.stream.close();
+    this.releaseCodecs();
+  }
+
+  private opusPacket(packet: Uint8Array, lost: number, arrival: number): void {
+    if (this.format.kind !== 'pcm16') {
+      // Pass-through: the provider decodes; a gap is its to conceal.
+      if (this.format.kind === 'opus') this.stream.push(packet, opusPacketDurationMs(packet), arrival);
+      return;
+    }
+    const decoder = this.opusDecoder(this.format.sampleRate);
+    try {
+      if (lost > 0) this.conceal(decoder, packet, lost, arrival);
+      const pcm = decoder.decodeInt16(packet);
+      this.frameSamples = pcm.length;
+      this.pushPcm(pcm, arrival);
+    } catch (err) {
+      if (!(err instanceof OpusError)) throw err;
+      this.d.onDecodeError('corrupt_opus', err.message);
+    }
+  }
+
+  /** PLC for all but the last lost frame, which in-band FEC in this packet may recover. */
+  private conceal(decoder: OpusDecoder, next: Uint8Array, lost: number, arrival: number): void {
+    const samples = this.frameSamples || decoder.sampleRate / 50;
+    const frameMs = (samples * 1000) / decoder.sampleRate;
+    const frames = Math.min(lost, Math.max(1, Math.floor(MAX_CONCEAL_MS / frameMs)));
+    for (let i = 0; i < frames - 1; i++) this.pushPcm(decoder.conceal(samples), arrival);
+    this.pushPcm(decoder.recover(next, samples), arrival);
+    this.d.metrics.concealedFrames.inc({ method: 'plc' }, frames - 1);
+    this.d.metrics.concealedFrames.inc({ method: 'fec' });
+  }
+
+  private pushPcm(pcm: Int16Array, arrival: number): void {
+    const rate = this.format.kind === 'pcm16' ? this.format.sampleRate : 48000;
+    this.stream.push(new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength), (pcm.length * 1000) / rate, arrival);
+  }
+
+  private oggSlice(slice: Uint8Array, arrival: number): void {
+    const packets = this.ogg().push(slice);
+    if (this.format.kind !== 'ogg') {
+      for (const packet of packets) this.opusPacket(packet, 0, arrival);
+      return;
+    }
+    // Pass-through: whole audio pages go on, their duration spread over them.
+    const pages = this.pages.splice(0);
+    if (!pages.length) return;
+    let ms = 0;
+    for (const packet of packets) ms += opusPacketDurationMs(packet);
+    for (const page of pages) this.stream.push(page, ms / pages.length, arrival);
+  }
+
+  private ogg(): OggOpusDemuxer {
+    this.demuxer ??= new OggOpusDemuxer({
+      onError: (reason) => this.d.onDecodeError(`ogg_${reason.replace(/-/g, '_')}`, `Ogg stream: ${reason}`),
+      onPage:
+        this.format.kind === 'ogg'
+          ? (page, kind) => {
+              if (kind === 'audio') this.pages.push(page);
+            }
+          : undefined,
+    });
+    return this.demuxer;
+  }
+
+  private opusDecoder(rate: PcmRate): OpusDecoder {
+    if (this.decoder?.sampleRate !== rate) {
+      this.decoder?.close();
+      this.decoder = this.d.codec.createDecoder(rate);
+    }
+    return this.decoder;
+  }
+
+  private l16Converter(): L16Converter {
+    const to = this.format.kind === 'pcm16' ? this.format.sampleRate : 16000;
+    this.l16 ??= new L16Converter(this.input.sampleRate, to);
+    return this.l16;
+  }
+
+  private newStream(format: AudioFormat): ProviderStream {
+    return new ProviderStream({
+      provider: this.d.provider,
+      format,
+      language: this.d.language,
+      log: this.d.log,
+      metrics: this.d.metrics,
+      timers: this.d.timers,
+      queueLimitMs: this.d.queueLimitMs,
+      finishTimeoutMs: this.d.finishTimeoutMs,
+      newMessageId: this.d.newMessageId,
+      onResult: this.d.onResult,
+      // After a reconnect, a pass-through Ogg stream starts again with its header pages.
+      preamble: format.kind === 'ogg' ? () => this.demuxer?.headerPages : undefined,
+    });
+  }
+
+  /** A stream replaced by a format switch still delivers its last finals. */
+  private retire(stream: ProviderStream): void {
+    const done = stream.finish(this.d.finishTimeoutMs).finally(() => this.previous.delete(done));
+    this.previous.add(done);
+  }
+
+  private releaseCodecs(): void {
+    this.decoder?.close();
+    this.decoder = undefined;
+    this.demuxer = undefined;
+    this.l16 = undefined;
+    this.frameSamples = 0;
+  }
+}

@@ -1,0 +1,290 @@
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import {
+  ProviderError,
+  type AudioFormat,
+  type Provider,
+  type ProviderConnection,
+  type Transcript,
+} from '../backends/provider.ts';
+import { backoffMs, type Timers } from '../util/timers.ts';
+import { Timeline } from './timeline.ts';
+
+export interface StreamResult {
+  kind: 'interim' | 'final';
+  text: string;
+  messageId: string;
+  /** Epoch ms at which the utterance's first audio reached the proxy. */
+  startedAt: number;
+  confidence?: number;
+  language?: string;
+  speaker?: string | number;
+}
+
+export interface ProviderStreamOptions {
+  provider: Provider;
+  format: AudioFormat;
+  language?: string;
+  log: Logger;
+  metrics: Metrics;
+  timers: Timers;
+  onResult(result: StreamResult): void;
+  /** Sent first on every new connection (the Ogg header pages of a pass-through stream). */
+  preamble?: () => Uint8Array | undefined;
+  /** Audio held while a connection opens or backs off, in ms; older audio is dropped. */
+  queueLimitMs: number;
+  /** How long a retiring connection may take to deliver its last finals. */
+  finishTimeoutMs: number;
+  newMessageId(): string;
+}
+
+/** One connection and what it takes to turn its transcripts into results. */
+interface Link {
+  serial: number;
+  conn?: ProviderConnection;
+  openedAt: number;
+  timeline: Timeline;
+  /** Arrival of the first audio since the last final, for providers that give no offsets. */
+  utteranceStart?: number;
+  healthy: boolean;
+  flushOnOpen: boolean;
+}
+
+interface Queued {
+  audio: Uint8Array;
+  durationMs: number;
+  arrival: number;
+}
+
+/** Reconnect backoff bounds, and how long a connection must live to count as healthy. */
+const MIN_BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 30_000;
+const HEALTHY_AFTER_MS = 10_000;
+/** Rotate this long before the provider's connection cap. */
+const ROTATE_MARGIN_MS = 60_000;
+
+/**
+ * The provider side of one participant: opened lazily on the first audio, audio queued
+ * (bounded) while it connects, reopened with backoff after a failure, and rotated before the
+ * provider's connection cap without losing the utterance in flight.
+ */
+export class ProviderStream {
+  private link: Link | undefined;
+  private connecting: Promise<void> | undefined;
+  private readonly queue: Queued[] = [];
+  private queuedMs = 0;
+  private failures = 0;
+  private retryAt = 0;
+  private serial = 0;
+  private closed = false;
+  private readonly retiring = new Set<Promise<void>>();
+  private readonly utterances = new Map<string, { messageId: string; startedAt: number }>();
+
+  constructor(private readonly o: ProviderStreamOptions) {}
+
+  push(audio: Uint8Array, durationMs: number, arrival: number): void {
+    if (this.closed) return;
+    const link = this.link;
+    if (link?.conn) {
+      if (this.o.provider.maxConnectionMs && arrival - link.openedAt > this.o.provider.maxConnectionMs - ROTATE_MARGIN_MS) {
+        this.rotate();
+      } else {
+        this.sendNow(link, audio, durationMs, arrival);
+        return;
+      }
+    }
+    this.enqueue(audio, durationMs, arrival);
+    if (!this.connecting && this.o.timers.now() >= this.retryAt) this.open();
+  }
+
+  /** End of utterance (idle timeout or stop). */
+  flush(): void {
+    const link = this.link;
+    if (link?.conn) link.conn.flush();
+    else if (link) link.flushOnOpen = true;
+  }
+
+  /** Finalise what is in flight (bounded by `timeoutMs`), then close everything. */
+  async finish(timeoutMs: number): Promise<void> {
+    if (this.closed) return;
+    const deadline = this.o.timers.now() + timeoutMs;
+    if (this.connecting) await this.within(this.connecting, timeoutMs);
+    this.closed = true;
+    const link = this.link;
+    this.link = undefined;
+    const left = Math.max(0, deadline - this.o.timers.now());
+    const waits = [...this.retiring];
+    if (link?.conn) waits.push(link.conn.finish(left).catch(() => undefined));
+    await this.within(Promise.all(waits).then(() => undefined), left);
+    this.drop();
+  }
+
+  /** Close now, dropping what is in flight. */
+  close(): void {
+    if (this.closed && !this.link) return;
+    this.closed = true;
+    this.link?.conn?.close();
+    this.link = undefined;
+    this.drop();
+  }
+
+  private drop(): void {
+    this.queue.length = 0;
+    this.queuedMs = 0;
+    this.utterances.clear();
+  }
+
+  private sendNow(link: Link, audio: Uint8Array, durationMs: number, arrival: number): void {
+    link.utteranceStart ??= arrival;
+    link.timeline.record(durationMs, arrival);
+    link.conn!.send(audio, durationMs);
+  }
+
+  private enqueue(audio: Uint8Array, durationMs: number, arrival: number): void {
+    // The audio may be a view into WASM memory that the next decode overwrites.
+    this.queue.push({ audio: audio.slice(), durationMs, arrival });
+    this.queuedMs += durationMs;
+    while (this.queuedMs > this.o.queueLimitMs && this.queue.length > 1) {
+      const old = this.queue.shift()!;
+      this.queuedMs -= old.durationMs;
+      this.o.metrics.queueDropped.inc({ provider: this.o.provider.name });
+    }
+  }
+
+  private open(): void {
+    const serial = ++this.serial;
+    if (serial > 1) this.o.metrics.reconnects.inc({ provider: this.o.provider.name });
+    const link: Link = {
+      serial,
+      openedAt: this.o.timers.now(),
+      timeline: new Timeline(),
+      healthy: false,
+      flushOnOpen: false,
+    };
+    this.link = link;
+    const { provider } = this.o;
+    const attempt = provider
+      .connect(
+        { format: this.o.format, language: this.o.language, log: this.o.log },
+        {
+          transcript: (t) => this.onTranscript(link, t),
+          error: (err) => this.onError(err),
+          closed: (err) => this.onClosed(link, err),
+        },
+      )
+      .then(
+        (conn) => {
+          if (this.closed || this.link !== link) {
+            // Superseded while connecting (session ended or rotated again).
+            if (this.closed) conn.close();
+            else this.retire(conn);
+            return;
+          }
+          link.conn = conn;
+          link.openedAt = this.o.timers.now();
+          const preamble = this.o.preamble?.();
+          if (preamble) conn.send(preamble, 0);
+          for (const q of this.queue) this.sendNow(link, q.audio, q.durationMs, q.arrival);
+          this.queue.length = 0;
+          this.queuedMs = 0;
+          if (link.flushOnOpen) conn.flush();
+        },
+        (err: unknown) => {
+          if (this.link === link) this.link = undefined;
+          this.fail(err instanceof ProviderError ? err : new ProviderError(String(err), 'handshake'), false);
+        },
+      )
+      .finally(() => {
+        if (this.connecting === attempt) this.connecting = undefined;
+      });
+    this.connecting = attempt;
+  }
+
+  /** Move the current connection aside to finish its utterance; new audio opens a new one. */
+  private rotate(): void {
+    const old = this.link;
+    this.link = undefined;
+    if (old?.conn) this.retire(old.conn);
+    this.o.log.info('rotating provider connection before its cap', { provider: this.o.provider.name });
+  }
+
+  private retire(conn: ProviderConnection): void {
+    const done = conn
+      .finish(this.o.finishTimeoutMs)
+      .catch(() => undefined)
+      .finally(() => this.retiring.delete(done));
+    this.retiring.add(done);
+  }
+
+  private onTranscript(link: Link, t: Transcript): void {
+    link.healthy = true;
+    this.failures = 0;
+    const key = `${link.serial}:${t.itemId}`;
+    let u = this.utterances.get(key);
+    if (!u) {
+      const startedAt =
+        (t.audioStartMs !== undefined ? link.timeline.arrivalAt(t.audioStartMs) : undefined) ??
+        link.utteranceStart ??
+        this.o.timers.now();
+      u = { messageId: this.o.newMessageId(), startedAt };
+      this.utterances.set(key, u);
+    }
+    if (t.kind === 'final') {
+      this.utterances.delete(key);
+      link.utteranceStart = undefined;
+    }
+    this.o.metrics.transcripts.inc({ provider: this.o.provider.name, kind: t.kind });
+    this.o.onResult({
+      kind: t.kind,
+      text: t.text,
+      messageId: u.messageId,
+      startedAt: u.startedAt,
+      confidence: t.confidence,
+      language: t.language,
+      speaker: t.speaker,
+    });
+  }
+
+  private onError(err: ProviderError): void {
+    this.o.metrics.backendErrors.inc({ provider: this.o.provider.name, kind: err.kind });
+    this.o.log.warn('provider reported an error', { provider: this.o.provider.name, kind: err.kind, error: err.message });
+  }
+
+  private onClosed(link: Link, err: ProviderError): void {
+    if (this.link !== link) return;
+    this.link = undefined;
+    const healthy = link.healthy || this.o.timers.now() - link.openedAt > HEALTHY_AFTER_MS;
+    if (healthy) this.failures = 0;
+    this.fail(err, true);
+  }
+
+  private fail(err: ProviderError, afterOpen: boolean): void {
+    this.failures++;
+    const wait = err.retryable ? backoffMs(this.failures, MIN_BACKOFF_MS, MAX_BACKOFF_MS) : MAX_BACKOFF_MS;
+    this.retryAt = this.o.timers.now() + wait;
+    this.o.metrics.backendErrors.inc({ provider: this.o.provider.name, kind: err.kind });
+    this.o.log.warn(afterOpen ? 'provider connection lost' : 'provider connection failed', {
+      provider: this.o.provider.name,
+      kind: err.kind,
+      error: err.message,
+      retryInMs: wait,
+      failures: this.failures,
+    });
+  }
+
+  private within(p: Promise<void>, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = this.o.timers.setTimeout(resolve, ms);
+      p.then(
+        () => {
+          this.o.timers.clearTimeout(t);
+          resolve();
+        },
+        () => {
+          this.o.timers.clearTimeout(t);
+          resolve();
+        },
+      );
+    });
+  }
+}

@@ -1,0 +1,94 @@
+import * as v from 'valibot';
+
+/** Schemas for environment variables, which are always strings (or absent). */
+
+export const envString = (fallback: string) => v.optional(v.pipe(v.string(), v.trim()), fallback);
+
+export const envOptionalString = v.optional(v.pipe(v.string(), v.trim(), v.transform((s) => (s === '' ? undefined : s))));
+
+export const envInt = (fallback: number, min: number, max: number) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.regex(/^\d+$/, 'must be a whole number'),
+      v.transform(Number),
+      v.minValue(min, `must be at least ${min}`),
+      v.maxValue(max, `must be at most ${max}`),
+    ),
+    String(fallback),
+  );
+
+export const envNumber = (fallback: number, min: number, max: number) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.regex(/^\d+(\.\d+)?$/, 'must be a number'),
+      v.transform(Number),
+      v.minValue(min, `must be at least ${min}`),
+      v.maxValue(max, `must be at most ${max}`),
+    ),
+    String(fallback),
+  );
+
+export const envBool = (fallback: boolean) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.toLowerCase(),
+      v.picklist(['true', 'false', '1', '0', 'yes', 'no', ''], 'must be true or false'),
+      v.transform((s) => s === 'true' || s === '1' || s === 'yes'),
+    ),
+    String(fallback),
+  );
+
+export const envUrl = (fallback: string, schemes: readonly string[]) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.check((s) => {
+        try {
+          return schemes.includes(new URL(s).protocol);
+        } catch {
+          return false;
+        }
+      }, `must be a URL starting with ${schemes.map((s) => `${s}//`).join(' or ')}`),
+    ),
+    fallback,
+  );
+
+/** A JSON value; `transform` receives the parsed value. */
+export const envJson = <T>(check: (value: unknown) => value is T, expected: string) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.rawTransform(({ dataset, addIssue, NEVER }) => {
+        try {
+          const parsed: unknown = JSON.parse(dataset.value);
+          if (check(parsed)) return parsed;
+        } catch {
+          // reported below
+        }
+        addIssue({ message: `must be ${expected}` });
+        return NEVER;
+      }),
+    ),
+  );
+
+/** Parses `env` with `schema`; every problem is listed as `NAME: message`. */
+export function parseEnvWith<TSchema extends v.GenericSchema>(
+  schema: TSchema,
+  env: Readonly<Record<string, string | undefined>>,
+): { output?: v.InferOutput<TSchema>; errors: string[] } {
+  // Unset and empty variables are both "not given".
+  const given: Record<string, string> = {};
+  for (const [k, val] of Object.entries(env)) if (val !== undefined && val !== '') given[k] = val;
+  const result = v.safeParse(schema, given);
+  if (result.success) return { output: result.output, errors: [] };
+  return {
+    errors: result.issues.map((i) => `${i.path?.map((p) => String(p.key)).join('.') ?? 'environment'}: ${i.message}`),
+  };
+}

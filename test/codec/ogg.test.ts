@@ -1,0 +1,469 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { OGG_MAX_PAGE_SIZE, OggOpusDemuxer, isOggStart, type OggErrorReason, type OggPageKind } from '../../src/codec/ogg.ts';
+
+const FILE = new Uint8Array(readFileSync(new URL('../../../shared/fixtures/speech-10s.ogg', import.meta.url)));
+
+// ---------------------------------------------------------------------------------------------
+// Independent reference: a straightforward whole-buffer walk (bitwise CRC, no table, no streaming).
+
+function crcBitwise(page: Uint8Array): number {
+  let crc = 0;
+  for (let i = 0; i < page.length; i++) {
+    crc ^= (i >= 22 && i < 26 ? 0 : page[i]) << 24;
+    for (let k = 0; k < 8; k++) crc = crc & 0x80000000 ? (crc << 1) ^ 0x04c11db7 : crc << 1;
+  }
+  return crc >>> 0;
+}
+
+interface RefPage {
+  offset: number;
+  length: number;
+  flags: number;
+  seq: number;
+  granule: bigint;
+  /** Packets completed on this page (with their beginnings from earlier pages). */
+  packets: Uint8Array[];
+}
+
+function walk(data: Uint8Array): RefPage[] {
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const pages: RefPage[] = [];
+  let partial: number[] | null = null;
+  let off = 0;
+  while (off + 27 <= data.length) {
+    if (String.fromCharCode(...data.subarray(off, off + 4)) !== 'OggS') throw new Error(`no page at ${off}`);
+    const nseg = data[off + 26];
+    const lacing = [...data.subarray(off + 27, off + 27 + nseg)];
+    const length = 27 + nseg + lacing.reduce((a, b) => a + b, 0);
+    if (crcBitwise(data.subarray(off, off + length)) !== dv.getUint32(off + 22, true)) throw new Error(`bad crc at ${off}`);
+    const flags = data[off + 5];
+    const page: RefPage = { offset: off, length, flags, seq: dv.getUint32(off + 18, true), granule: dv.getBigInt64(off + 6, true), packets: [] };
+    // A continued page without the beginning of its packet (joined mid-way) discards the fragment.
+    let cur: number[] | null = flags & 1 ? partial : [];
+    let body = off + 27 + nseg;
+    for (const v of lacing) {
+      if (cur) cur.push(...data.subarray(body, body + v));
+      body += v;
+      if (v < 255) {
+        if (cur) page.packets.push(Uint8Array.from(cur));
+        cur = [];
+      }
+    }
+    partial = lacing.length > 0 && lacing[lacing.length - 1] === 255 ? cur : null;
+    pages.push(page);
+    off += length;
+  }
+  return pages;
+}
+
+const isHeaderPacket = (p: Uint8Array) => {
+  const s = String.fromCharCode(...p.subarray(0, 8));
+  return s === 'OpusHead' || s === 'OpusTags';
+};
+const audioOf = (pages: RefPage[]) => pages.flatMap((p) => p.packets).filter((p) => p.length > 0 && !isHeaderPacket(p));
+
+// ---------------------------------------------------------------------------------------------
+
+function mulberry32(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomBytes(n: number, seed: number): Uint8Array {
+  const r = mulberry32(seed);
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = (r() * 256) | 0;
+  // No accidental capture pattern.
+  for (let i = 0; i + 4 <= n; i++) if (b[i] === 0x4f && b[i + 1] === 0x67 && b[i + 2] === 0x67 && b[i + 3] === 0x53) b[i] = 0;
+  return b;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Feed `data` in slices of the given sizes (cycled); returns all packets. */
+function feed(d: OggOpusDemuxer, data: Uint8Array, size: number | (() => number) = data.length): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let off = 0;
+  while (off < data.length) {
+    const n = Math.max(1, typeof size === 'number' ? size : size());
+    out.push(...d.push(data.subarray(off, off + n)));
+    off += n;
+  }
+  return out;
+}
+
+const REF = walk(FILE);
+const REF_AUDIO = audioOf(REF);
+const WHOLE = feed(new OggOpusDemuxer(), FILE);
+
+describe('OggOpusDemuxer on speech-10s.ogg', () => {
+  it('reference walk sees the documented structure', () => {
+    expect(REF.length).toBe(13);
+    expect(REF_AUDIO.length).toBe(541);
+    expect(REF[12].offset + REF[12].length).toBe(FILE.length);
+  });
+
+  it('whole file: 541 packets equal to the reference walk, OpusHead parsed', () => {
+    const d = new OggOpusDemuxer();
+    const packets = d.push(FILE);
+    expect(packets.length).toBe(541);
+    expect(packets).toEqual(REF_AUDIO);
+    expect(d.head).toMatchObject({ version: 1, channels: 1, preSkip: 312, inputSampleRate: 48000, outputGain: 0, mappingFamily: 0, streamCount: 1, coupledCount: 0 });
+    expect(d.errors).toBe(0);
+    expect(d.sequenceGaps).toBe(0);
+    expect(d.granulePosition).toBe(Number(REF[12].granule));
+    expect(d.ended).toBe(true);
+    expect(d.bufferedBytes).toBe(0);
+    // Packets are independent copies, not views into the internal buffer.
+    expect(packets.every((p) => p.byteOffset === 0 && p.buffer.byteLength === p.length)).toBe(true);
+  });
+
+  it('exposes the header pages (OpusHead + OpusTags pages) byte for byte', () => {
+    const d = new OggOpusDemuxer();
+    expect(d.headerPages).toBeUndefined();
+    d.push(FILE.subarray(0, REF[1].offset + 10));
+    expect(d.headerPages).toBeUndefined(); // OpusTags not complete yet
+    d.push(FILE.subarray(REF[1].offset + 10));
+    expect(d.headerPages).toEqual(FILE.subarray(0, REF[2].offset));
+  });
+
+  it('hands out verified pages with their kind when asked (pass-through)', () => {
+    const pages: Array<[Uint8Array, OggPageKind]> = [];
+    const d = new OggOpusDemuxer({ onPage: (p, k) => pages.push([p, k]) });
+    feed(d, FILE, 200);
+    expect(pages.length).toBe(13);
+    expect(concat(...pages.map((p) => p[0]))).toEqual(FILE);
+    expect(pages.map((p) => p[1])).toEqual(['header', 'header', ...Array(11).fill('audio')]);
+  });
+
+  it.each([
+    ['1-byte', 1],
+    ['200-byte', 200],
+    ['4096-byte', 4096],
+  ])('%s slices give the same packets as whole', (_name, size) => {
+    const d = new OggOpusDemuxer();
+    const packets = feed(d, FILE, size);
+    expect(packets).toEqual(WHOLE);
+    expect(d.head?.preSkip).toBe(312);
+    expect(d.errors).toBe(0);
+  });
+
+  it('random-size slices (seeded) give the same packets as whole', () => {
+    for (const seed of [1, 2, 3, 42, 1234]) {
+      const r = mulberry32(seed);
+      const d = new OggOpusDemuxer();
+      expect(feed(d, FILE, () => (r() < 0.1 ? 1 + ((r() * 8000) | 0) : (r() * 400) | 0))).toEqual(WHOLE);
+      expect(d.errors).toBe(0);
+    }
+  });
+
+  it('returns packets as soon as their page completes', () => {
+    const d = new OggOpusDemuxer();
+    expect(d.push(FILE.subarray(0, REF[3].offset - 1)).length).toBe(0); // the first audio page lacks its last byte
+    expect(d.push(FILE.subarray(REF[3].offset - 1, REF[3].offset)).length).toBe(50);
+    expect(d.push(FILE.subarray(REF[3].offset, REF[4].offset)).length).toBe(50);
+  });
+
+  it.each([
+    ['whole', FILE.length],
+    ['200-byte slices', 200],
+  ])('corrupted byte in the middle page (%s): page skipped, errors=1, later pages still decoded', (_n, size) => {
+    const bad = FILE.slice();
+    bad[REF[6].offset + 1000] ^= 0x55;
+    const errs: Array<[OggErrorReason, number]> = [];
+    const d = new OggOpusDemuxer({ onError: (r, o) => errs.push([r, o]) });
+    const packets = feed(d, bad, size);
+    const expected = [...REF_AUDIO.slice(0, 200), ...REF_AUDIO.slice(250)];
+    expect(packets.length).toBe(491);
+    expect(packets).toEqual(expected);
+    expect(d.errors).toBe(1);
+    expect(errs).toEqual([['bad-crc', REF[6].offset]]);
+    expect(d.sequenceGaps).toBe(1);
+  });
+
+  it('corrupted version byte and corrupted segment table: each page skipped once', () => {
+    const bad = FILE.slice();
+    bad[REF[4].offset + 4] = 1; // version
+    bad[REF[8].offset + 30] ^= 0xff; // a lacing value: the page length is wrong too
+    const errs: OggErrorReason[] = [];
+    const d = new OggOpusDemuxer({ onError: (r) => errs.push(r) });
+    const packets = feed(d, bad, 333);
+    expect(errs).toEqual(['bad-version', 'bad-crc']);
+    expect(packets).toEqual([...REF_AUDIO.slice(0, 100), ...REF_AUDIO.slice(150, 300), ...REF_AUDIO.slice(350)]);
+  });
+
+  it('two consecutive corrupt pages count two errors', () => {
+    const bad = FILE.slice();
+    bad[REF[5].offset + 500] ^= 1;
+    bad[REF[6].offset + 500] ^= 1;
+    const d = new OggOpusDemuxer();
+    const packets = d.push(bad);
+    expect(d.errors).toBe(2);
+    expect(packets).toEqual([...REF_AUDIO.slice(0, 150), ...REF_AUDIO.slice(250)]);
+  });
+
+  it('garbage prefix and garbage between pages are skipped and counted once per run', () => {
+    const errs: Array<[OggErrorReason, number]> = [];
+    const d = new OggOpusDemuxer({ onError: (r, o) => errs.push([r, o]) });
+    const junk = randomBytes(5000, 7);
+    const data = concat(junk, FILE.subarray(0, REF[5].offset), randomBytes(777, 8), FILE.subarray(REF[5].offset));
+    const packets = feed(d, data, 200);
+    expect(packets).toEqual(REF_AUDIO);
+    expect(d.head?.channels).toBe(1);
+    expect(d.errors).toBe(2);
+    expect(errs).toEqual([
+      ['garbage', 0],
+      ['garbage', 5000 + REF[5].offset],
+    ]);
+    // A prefix that ends in a partial "OggS" does not lose the real page.
+    const d2 = new OggOpusDemuxer();
+    expect(feed(d2, concat(new Uint8Array([1, 2, 0x4f, 0x67]), FILE), 3)).toEqual(REF_AUDIO);
+    expect(d2.errors).toBe(1);
+  });
+
+  it('truncated file: no crash, no partial packet, the rest is held', () => {
+    const cut = REF[12].offset + 1000;
+    for (const size of [cut, 200, 1]) {
+      const d = new OggOpusDemuxer();
+      const packets = feed(d, FILE.subarray(0, cut), size);
+      expect(packets).toEqual(REF_AUDIO.slice(0, 500));
+      expect(d.errors).toBe(0);
+      expect(d.bufferedBytes).toBe(1000);
+    }
+  });
+
+  it('truncated page followed by a new stream: the cut page is rejected, the new stream decoded', () => {
+    const d = new OggOpusDemuxer();
+    const packets = feed(d, concat(FILE.subarray(0, REF[7].offset + 1234), FILE), 500);
+    expect(d.errors).toBe(1);
+    expect(packets).toEqual([...REF_AUDIO.slice(0, 250), ...REF_AUDIO]);
+    expect(d.head?.preSkip).toBe(312);
+    expect(d.headerPages).toEqual(FILE.subarray(0, REF[2].offset));
+  });
+
+  it('joining mid-way at the 5th page yields the packets of pages 5..13', () => {
+    const d = new OggOpusDemuxer();
+    const packets = feed(d, FILE.subarray(REF[4].offset), 200);
+    expect(packets.length).toBe(441);
+    expect(packets).toEqual(REF_AUDIO.slice(100));
+    expect(d.head).toBeUndefined();
+    expect(d.headerPages).toBeUndefined();
+    expect(d.errors).toBe(0);
+  });
+
+  it('joining in the middle of a page: junk counted once, decoding resumes at the next page', () => {
+    const d = new OggOpusDemuxer();
+    const packets = feed(d, FILE.subarray(REF[4].offset + 100), 200);
+    expect(packets).toEqual(REF_AUDIO.slice(150));
+    expect(d.errors).toBe(1);
+  });
+
+  it('joining at the OpusTags page does not emit OpusTags as audio', () => {
+    const kinds: OggPageKind[] = [];
+    const d = new OggOpusDemuxer({ onPage: (_p, k) => kinds.push(k) });
+    expect(d.push(FILE.subarray(REF[1].offset))).toEqual(REF_AUDIO);
+    expect(kinds.slice(0, 2)).toEqual(['header', 'audio']);
+    expect(d.headerPages).toBeUndefined(); // incomplete without OpusHead
+  });
+
+  it('keeps its buffer bounded under megabytes of garbage, then still decodes', () => {
+    const junk = randomBytes(4 << 20, 99);
+    const d = new OggOpusDemuxer();
+    expect(feed(d, junk, 65536)).toEqual([]);
+    expect(d.bufferedBytes).toBeLessThan(4);
+    expect(d.bufferCapacity).toBeLessThanOrEqual(131072);
+    expect(d.push(junk)).toEqual([]); // one huge push
+    expect(d.bufferCapacity).toBeLessThanOrEqual(131072);
+    expect(d.errors).toBe(1);
+    expect(d.push(FILE)).toEqual(REF_AUDIO);
+  });
+
+  it('a fake page header claiming a maximum-size page is bounded and rejected', () => {
+    const fake = new Uint8Array(27 + 255);
+    fake.set([0x4f, 0x67, 0x67, 0x53, 0, 0]);
+    fake[26] = 255;
+    fake.fill(255, 27);
+    const d = new OggOpusDemuxer();
+    const data = concat(fake, randomBytes(OGG_MAX_PAGE_SIZE, 5), FILE);
+    expect(feed(d, data, 1000)).toEqual(REF_AUDIO);
+    expect(d.bufferCapacity).toBeLessThanOrEqual(131072);
+    expect(d.errors).toBe(1);
+  });
+
+  it('reset() forgets everything', () => {
+    const d = new OggOpusDemuxer();
+    d.push(FILE.subarray(0, REF[5].offset + 77));
+    d.reset();
+    expect(d.head).toBeUndefined();
+    expect(d.bufferedBytes).toBe(0);
+    expect(d.push(FILE)).toEqual(REF_AUDIO);
+    expect(d.errors).toBe(0);
+  });
+
+  it('isOggStart sniffs the capture pattern', () => {
+    expect(isOggStart(FILE)).toBe(true);
+    expect(isOggStart(FILE.subarray(1))).toBe(false);
+    expect(isOggStart(new Uint8Array([0x4f, 0x67, 0x67]))).toBe(false);
+    expect(isOggStart(new TextEncoder().encode('OggS'))).toBe(true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Synthetic streams: packets spanning pages, multi-page OpusTags, lost continuation pages.
+
+function makePage(flags: number, granule: number, serial: number, seq: number, lacing: number[], body: Uint8Array): Uint8Array {
+  const page = new Uint8Array(27 + lacing.length + body.length);
+  const dv = new DataView(page.buffer);
+  page.set([0x4f, 0x67, 0x67, 0x53, 0, flags]);
+  dv.setBigInt64(6, BigInt(granule), true);
+  dv.setUint32(14, serial, true);
+  dv.setUint32(18, seq, true);
+  page[26] = lacing.length;
+  page.set(lacing, 27);
+  page.set(body, 27 + lacing.length);
+  dv.setUint32(22, crcBitwise(page), true);
+  return page;
+}
+
+/** Each group of packets starts on a fresh page; at most `segs` lacing values per page. */
+function makeStream(groups: Uint8Array[][], segs: number, serial = 0x1234): Uint8Array[] {
+  const pages: Uint8Array[] = [];
+  let seq = 0;
+  groups.forEach((packets, gi) => {
+    let lacing: number[] = [];
+    let body: number[] = [];
+    let continued = false;
+    const flush = (nextContinued: boolean) => {
+      const flags = (continued ? 1 : 0) | (seq === 0 ? 2 : 0);
+      pages.push(makePage(flags, gi < 2 ? 0 : seq * 960, serial, seq++, lacing, Uint8Array.from(body)));
+      lacing = [];
+      body = [];
+      continued = nextContinued;
+    };
+    for (const p of packets) {
+      const vals = [...Array(Math.floor(p.length / 255)).fill(255), p.length % 255];
+      let o = 0;
+      vals.forEach((v, vi) => {
+        if (lacing.length === segs) flush(vi > 0);
+        lacing.push(v);
+        body.push(...p.subarray(o, o + v));
+        o += v;
+      });
+    }
+    if (lacing.length) flush(false);
+  });
+  // EOS on the last page.
+  const last = pages[pages.length - 1];
+  const fixed = makePage(last[5] | 4, Number(new DataView(last.buffer).getBigInt64(6, true)), serial, seq - 1, [...last.subarray(27, 27 + last[26])], last.subarray(27 + last[26]));
+  pages[pages.length - 1] = fixed;
+  return pages;
+}
+
+function opusHead(channels: number, preSkip: number, gain: number): Uint8Array {
+  const b = new Uint8Array(19);
+  const dv = new DataView(b.buffer);
+  b.set(new TextEncoder().encode('OpusHead'));
+  b[8] = 1;
+  b[9] = channels;
+  dv.setUint16(10, preSkip, true);
+  dv.setUint32(12, 16000, true);
+  dv.setInt16(16, gain, true);
+  return b;
+}
+
+describe('OggOpusDemuxer on synthetic streams', () => {
+  const rnd = mulberry32(77);
+  const tags = concat(new TextEncoder().encode('OpusTags'), randomBytes(1200, 3));
+  const sizes = [100, 700, 255, 510, 30, 1, 2000, 254, 256, 60, 61, 62, 3000, 5];
+  const audio = sizes.map((n) => {
+    const p = new Uint8Array(n);
+    for (let i = 0; i < n; i++) p[i] = (rnd() * 256) | 0;
+    p[0] = 0xfc; // a plausible TOC byte
+    return p;
+  });
+  const pages = makeStream([[opusHead(2, 3840, -256)], [tags], audio], 4);
+  const stream = concat(...pages);
+  const tagsPageCount = Math.ceil((Math.floor(tags.length / 255) + 1) / 4);
+
+  it('the construction really spans packets across pages', () => {
+    const ref = walk(stream);
+    expect(ref.some((p) => p.flags & 1)).toBe(true);
+    expect(audioOf(ref)).toEqual(audio);
+    expect(tagsPageCount).toBeGreaterThan(1);
+  });
+
+  it('reassembles packets spanning pages, skips a multi-page OpusTags, exposes all header pages', () => {
+    for (const size of [stream.length, 1, 17, 300]) {
+      const kinds: OggPageKind[] = [];
+      const d = new OggOpusDemuxer({ onPage: (_p, k) => kinds.push(k) });
+      expect(feed(d, stream, size)).toEqual(audio);
+      expect(d.head).toMatchObject({ channels: 2, preSkip: 3840, outputGain: -256, inputSampleRate: 16000, coupledCount: 1 });
+      expect(d.headerPages).toEqual(concat(...pages.slice(0, 1 + tagsPageCount)));
+      expect(kinds.filter((k) => k === 'header').length).toBe(1 + tagsPageCount);
+      expect(d.errors).toBe(0);
+      expect(d.ended).toBe(true);
+    }
+  });
+
+  it('joining on a continued page discards the leading fragment', () => {
+    const ref = walk(stream);
+    const i = ref.findIndex((p, k) => k > 1 + tagsPageCount && p.flags & 1 && p.packets.length > 1);
+    const d = new OggOpusDemuxer();
+    const got = feed(d, stream.subarray(ref[i].offset), 100);
+    // The packet that began before page i is gone; those that begin on or after it survive.
+    expect(got).toEqual(audioOf(walk(stream.subarray(ref[i].offset))));
+    const begun = audio.findIndex((p) => p.length === ref[i].packets[0].length);
+    expect(got).toEqual(audio.slice(begun + 1));
+    expect(d.errors).toBe(0);
+  });
+
+  /** A page that holds only a middle fragment of a packet, and the packet it belongs to. */
+  function middlePage(): { index: number; lost: number } {
+    const ref = walk(stream);
+    const index = ref.findIndex((p, k) => k > 1 + tagsPageCount && p.flags & 1 && p.packets.length === 0);
+    const lost = audio.findIndex((p) => p.length === ref[index + 1].packets[0].length);
+    expect(audio[lost].length).toBeGreaterThan(4 * 255);
+    return { index, lost };
+  }
+
+  it('a lost page inside a spanning packet drops only that packet', () => {
+    const { index, lost } = middlePage();
+    const d = new OggOpusDemuxer();
+    const got = d.push(concat(...pages.slice(0, index), ...pages.slice(index + 1)));
+    expect(got).toEqual(audio.filter((_p, k) => k !== lost));
+    expect(d.sequenceGaps).toBe(1);
+    expect(d.errors).toBe(0);
+  });
+
+  it('a corrupt page inside a spanning packet drops only that packet and counts one error', () => {
+    const { index, lost } = middlePage();
+    const bad = stream.slice();
+    bad[walk(stream)[index].offset + 40] ^= 1;
+    const d = new OggOpusDemuxer();
+    expect(feed(d, bad, 64)).toEqual(audio.filter((_p, k) => k !== lost));
+    expect(d.errors).toBe(1);
+  });
+
+  it('a BOS with a non-Opus first packet is reported, later packets still returned', () => {
+    const errs: OggErrorReason[] = [];
+    const s2 = concat(...makeStream([[new TextEncoder().encode('\x01vorbis.......')], audio.slice(0, 3)], 255, 9));
+    const d = new OggOpusDemuxer({ onError: (r) => errs.push(r) });
+    expect(d.push(s2)).toEqual(audio.slice(0, 3));
+    expect(errs).toEqual(['bad-head']);
+    expect(d.head).toBeUndefined();
+  });
+});

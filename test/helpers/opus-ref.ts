@@ -1,0 +1,176 @@
+/**
+ * The native reference decoder (test/native/opus_ref.c linked against the system
+ * libopus) and the same operations replayed on the WASM decoder, for tests and
+ * bench/codec.ts. The binary is compiled on demand into node_modules/.cache/opus-ref/.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { OpusError, type OpusCodec, type OpusSampleRate } from '../../src/codec/opus.ts';
+
+const SOURCE = fileURLToPath(new URL('../native/opus_ref.c', import.meta.url));
+const CACHE_DIR = fileURLToPath(new URL('../../node_modules/.cache/opus-ref/', import.meta.url));
+const BINARY = `${CACHE_DIR}opus_ref`;
+const INSTALL_HINT = 'it needs a C compiler and the libopus development files: apt-get install gcc libopus-dev';
+
+export type DecodeOp =
+  | { op: 'decode'; packet: Uint8Array }
+  | { op: 'conceal'; samples: number }
+  | { op: 'recover'; packet: Uint8Array; samples: number }
+  | { op: 'reset' };
+
+export type SampleFormat = 'float' | 'int16';
+
+export interface DecodeRun<F extends SampleFormat> {
+  /** libopus's return value per decode/conceal/recover op: samples, or a negative error code. */
+  results: number[];
+  /** All decoded samples, concatenated. */
+  pcm: F extends 'float' ? Float32Array : Int16Array;
+}
+
+/** The path of the compiled reference, (re)building it if missing or older than its source. */
+export function opusRefBinary(): string {
+  const built = statSync(BINARY, { throwIfNoEntry: false });
+  if (built !== undefined && built.mtimeMs >= statSync(SOURCE).mtimeMs) return BINARY;
+  mkdirSync(CACHE_DIR, { recursive: true });
+  const flags = spawnSync('pkg-config', ['--cflags', '--libs', 'opus'], { encoding: 'utf8' });
+  const opusFlags = flags.status === 0 ? flags.stdout.trim().split(/\s+/) : ['-I/usr/include/opus', '-lopus'];
+  // Built under a unique name, then renamed: concurrent test workers may race here.
+  const temporary = `${BINARY}.${process.pid}.tmp`;
+  const cc = process.env.CC ?? 'cc';
+  const compile = spawnSync(cc, ['-O2', '-Wall', '-o', temporary, SOURCE, ...opusFlags], { encoding: 'utf8' });
+  if (compile.error !== undefined || compile.status !== 0) {
+    rmSync(temporary, { force: true });
+    const why = compile.error?.message ?? compile.stderr.trim();
+    throw new Error(`cannot build the native Opus reference (${SOURCE}); ${INSTALL_HINT}\n${cc}: ${why}`);
+  }
+  renameSync(temporary, BINARY);
+  return BINARY;
+}
+
+const OP_CODES = { decode: 0x44, conceal: 0x4c, recover: 0x46, reset: 0x52 } as const; // D L F R
+
+/** Serialises ops in opus_ref's input format: u8 op, u32le arg, u32le length, bytes. */
+export function encodeOps(ops: readonly DecodeOp[]): Uint8Array {
+  let size = 0;
+  for (const op of ops) size += 9 + ('packet' in op ? op.packet.length : 0);
+  const bytes = new Uint8Array(size);
+  const view = new DataView(bytes.buffer);
+  let at = 0;
+  for (const op of ops) {
+    const packet = 'packet' in op ? op.packet : undefined;
+    view.setUint8(at, OP_CODES[op.op]);
+    view.setUint32(at + 1, 'samples' in op ? op.samples : 0, true);
+    view.setUint32(at + 5, packet?.length ?? 0, true);
+    if (packet !== undefined) bytes.set(packet, at + 9);
+    at += 9 + (packet?.length ?? 0);
+  }
+  return bytes;
+}
+
+/** Replays `ops` on one native libopus decoder (mono, at `sampleRate`). */
+export function nativeDecode<F extends SampleFormat>(ops: readonly DecodeOp[], sampleRate: OpusSampleRate, format: F): DecodeRun<F> {
+  const args = ['--rate', String(sampleRate), ...(format === 'int16' ? ['--int16'] : [])];
+  const run = spawnSync(opusRefBinary(), args, { input: encodeOps(ops), maxBuffer: 1 << 30 });
+  if (run.error !== undefined || run.status !== 0) {
+    throw new Error(`opus_ref failed: ${run.error?.message ?? run.stderr.toString()}`);
+  }
+  const out = run.stdout;
+  const width = format === 'float' ? 4 : 2;
+  const results: number[] = [];
+  const chunks: Uint8Array[] = [];
+  let at = 0;
+  while (at < out.length) {
+    const result = out.readInt32LE(at);
+    at += 4;
+    results.push(result);
+    if (result > 0) {
+      chunks.push(out.subarray(at, at + result * width));
+      at += result * width;
+    }
+  }
+  const bytes = Buffer.concat(chunks);
+  const aligned = new Uint8Array(bytes).buffer; // a fresh, aligned copy
+  const pcm = format === 'float' ? new Float32Array(aligned) : new Int16Array(aligned);
+  return { results, pcm: pcm as DecodeRun<F>['pcm'] };
+}
+
+/** Replays `ops` on one decoder of `codec`, in the same shape as `nativeDecode`. */
+export function wasmDecode<F extends SampleFormat>(
+  codec: OpusCodec,
+  ops: readonly DecodeOp[],
+  sampleRate: OpusSampleRate,
+  format: F,
+): DecodeRun<F> {
+  const decoder = codec.createDecoder(sampleRate);
+  const float = format === 'float';
+  const results: number[] = [];
+  const chunks: (Float32Array | Int16Array)[] = [];
+  try {
+    for (const op of ops) {
+      if (op.op === 'reset') {
+        decoder.reset();
+        continue;
+      }
+      try {
+        let pcm: Float32Array | Int16Array;
+        if (op.op === 'decode') pcm = float ? decoder.decodeFloat(op.packet) : decoder.decodeInt16(op.packet);
+        else if (op.op === 'conceal') pcm = float ? decoder.concealFloat(op.samples) : decoder.conceal(op.samples);
+        else pcm = float ? decoder.recoverFloat(op.packet, op.samples) : decoder.recover(op.packet, op.samples);
+        results.push(pcm.length);
+        chunks.push(pcm.slice());
+      } catch (error) {
+        if (!(error instanceof OpusError)) throw error;
+        results.push(error.code);
+      }
+    }
+  } finally {
+    decoder.close();
+  }
+  const total = chunks.reduce((sum, c) => sum + c.length, 0);
+  const pcm = float ? new Float32Array(total) : new Int16Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    pcm.set(chunk, at);
+    at += chunk.length;
+  }
+  return { results, pcm: pcm as DecodeRun<F>['pcm'] };
+}
+
+export interface NativeTiming {
+  /** Samples decoded per pass. */
+  samples: number;
+  /** CPU seconds of each pass. */
+  seconds: number[];
+}
+
+/** Times `passes` replays of `ops` in the native reference (CPU time, measured in C). */
+export function nativeTiming(ops: readonly DecodeOp[], sampleRate: OpusSampleRate, format: SampleFormat, passes: number): NativeTiming {
+  const args = ['--rate', String(sampleRate), '--time', String(passes), ...(format === 'int16' ? ['--int16'] : [])];
+  const run = spawnSync(opusRefBinary(), args, { input: encodeOps(ops), encoding: 'buffer' });
+  if (run.error !== undefined || run.status !== 0) {
+    throw new Error(`opus_ref --time failed: ${run.error?.message ?? run.stderr.toString()}`);
+  }
+  return JSON.parse(run.stdout.toString()) as NativeTiming;
+}
+
+/** Signal-to-noise ratio of `actual` against `reference`, in dB (Infinity if identical). */
+export function snrDb(reference: ArrayLike<number>, actual: ArrayLike<number>): number {
+  if (reference.length !== actual.length) throw new Error(`length ${actual.length} != ${reference.length}`);
+  let signal = 0;
+  let noise = 0;
+  for (let i = 0; i < reference.length; i++) {
+    signal += reference[i] * reference[i];
+    const d = reference[i] - actual[i];
+    noise += d * d;
+  }
+  return noise === 0 ? Infinity : 10 * Math.log10(signal / noise);
+}
+
+/** Largest absolute sample difference. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${b.length} != ${a.length}`);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
+  return max;
+}
