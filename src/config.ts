@@ -7,7 +7,8 @@ const Env = v.object({
   PORT: envInt(8080, 1, 65535),
   HOST: envString('0.0.0.0'),
   LOG_LEVEL: v.optional(v.picklist(['debug', 'info', 'warn', 'error'], 'must be debug, info, warn or error'), 'info'),
-  PROVIDERS_PRIORITY: envString('openai,deepgram,gemini'),
+  /** Comma-separated provider names; the registry's order when unset. */
+  PROVIDERS_PRIORITY: v.optional(v.string()),
   FORCE_COMMIT_TIMEOUT: envNumber(2, 0.1, 600),
   USE_DISPATCHER: envBool(false),
   /** Largest client frame accepted; larger ones are refused and counted, the session goes on. */
@@ -47,7 +48,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
   for (const l of loaded) errors.push(...l.errors);
 
   const known = new Set(modules.map((m) => m.name));
-  const priority = (output?.PROVIDERS_PRIORITY ?? 'openai,deepgram,gemini')
+  const priority = (output?.PROVIDERS_PRIORITY ?? modules.map((m) => m.name).join(','))
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);

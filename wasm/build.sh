@@ -6,6 +6,10 @@
 #   bash wasm/build.sh            build, then write wasm/opus.wasm and wasm/opus.wasm.sha256
 #   bash wasm/build.sh --check    rebuild in a temporary directory; exit 1 unless the result
 #                                 is byte-identical to the committed wasm/opus.wasm
+#   bash wasm/build.sh --native OUT MAIN.c
+#                                 build the same pinned libopus natively (cc -O2) and link
+#                                 it with MAIN.c into the executable OUT: the tests' reference
+#                                 decoder, so it needs no libopus-dev and matches our version
 #
 # Source: the upstream libopus release tarball as shipped (unpatched) in Debian trixie's
 # source package `opus`, fetched with `apt-get source --download-only` under a private apt
@@ -212,7 +216,39 @@ if (missing.length > 0) {
 EOF
 }
 
+# Builds the pinned libopus natively with cc, linked with the program $2, into $1.
+build_native() {
+  local exe=$1 program=$2 tmp tarball src
+  require cc tar awk xargs nproc
+  tarball=$(fetch_source)
+  tmp=$(mktemp -d)
+  # shellcheck disable=SC2064
+  trap "rm -rf '$tmp'" RETURN
+  tar -xzf "$tarball" -C "$tmp"
+  src=$tmp/opus-$OPUS_VERSION
+  local sources=() name
+  mapfile -t -O 0 sources < <(mk_sources "$src/celt_sources.mk" CELT_SOURCES)
+  for name in SILK_SOURCES SILK_SOURCES_FLOAT; do mapfile -t -O "${#sources[@]}" sources < <(mk_sources "$src/silk_sources.mk" "$name"); done
+  for name in OPUS_SOURCES OPUS_SOURCES_FLOAT; do mapfile -t -O "${#sources[@]}" sources < <(mk_sources "$src/opus_sources.mk" "$name"); done
+  local cflags=(
+    -O2 -DHAVE_CONFIG_H "-DPACKAGE_VERSION=\"$OPUS_VERSION\"" -w
+    -I"$HERE" -I"$src/include" -I"$src/celt" -I"$src/silk" -I"$src/silk/float" -I"$src/src"
+  )
+  log "compiling ${#sources[@]} libopus sources natively with $(nproc) jobs"
+  (cd "$src" && printf '%s\n' "${sources[@]}" | xargs -P "$(nproc)" -I{} cc "${cflags[@]}" -c {} -o {}.o) >&2
+  local objects=()
+  for name in "${sources[@]}"; do objects+=("$src/$name.o"); done
+  cc -O2 -Wall -I"$src/include" -o "$exe" "$program" "${objects[@]}" -lm >&2
+  log "wrote $exe"
+}
+
 main() {
+  if [ "${1:-}" = --native ]; then
+    [ $# -eq 3 ] || die "usage: build.sh --native OUT MAIN.c"
+    export LC_ALL=C
+    build_native "$2" "$3"
+    return
+  fi
   local mode=build
   case "${1:-}" in
     "") ;;

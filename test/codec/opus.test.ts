@@ -1,21 +1,15 @@
 /**
- * The WASM libopus decoder (src/codec/opus.ts, wasm/opus.wasm) against the system's native
- * libopus (test/native/opus_ref.c) and opus-tools, on the shared real-traffic fixtures.
- *
- * Native here is Debian's libopus 1.3.1 (SSE/AVX paths); the WASM build is libopus 1.5.2,
- * plain C. Their decoders agree on normal packets (measured: 150-190 dB SNR), but 1.5
- * changed packet loss concealment, so concealed and FEC-recovered audio is only compared
- * loosely with native (and checked for length and quality against the clean decode).
+ * The WASM libopus decoder (src/codec/opus.ts, wasm/opus.wasm) against a native build of
+ * the same pinned libopus release (test/native/opus_ref.c, built by wasm/build.sh
+ * --native), on the shared real-traffic fixtures; and against opus-tools' opusdec where
+ * it is installed (CI installs it), an independent check of pre-skip and end trimming.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OpusCodec, OpusError, OpusErrorCode, type OpusDecoder, type OpusSampleRate } from '../../src/codec/opus.ts';
 import { loadOpusModule } from '../../src/runtime/node/wasm.ts';
 import { fixturePath, jvbPacketsByTag, readJvbCapture, readOggOpus } from '../helpers/fixtures.ts';
-import { maxAbsDiff, nativeDecode, snrDb, wasmDecode, type DecodeOp } from '../helpers/opus-ref.ts';
+import { maxAbsDiff, nativeDecode, nativeEncodeWithFec, snrDb, wasmDecode, type DecodeOp } from '../helpers/opus-ref.ts';
 
 let module: WebAssembly.Module;
 let codec: OpusCodec;
@@ -64,11 +58,7 @@ function randomPacket(next: () => number, length: number): Uint8Array {
   return packet;
 }
 
-function tool(name: string, debianPackage: string): string {
-  const probe = spawnSync(name, ['--version'], { encoding: 'utf8' });
-  if (probe.error !== undefined) throw new Error(`${name} is required by this test: apt-get install ${debianPackage}`);
-  return name;
-}
+const hasOpusdec = spawnSync('opusdec', ['--version']).error === undefined;
 
 describe('fixtures', () => {
   it('have the packets their README describes', () => {
@@ -110,8 +100,8 @@ describe('decoding matches native libopus', () => {
     });
   }
 
-  it('speech-10s.ogg matches opusdec --float --rate 48000 (pre-skip and end trimming applied)', () => {
-    const run = spawnSync(tool('opusdec', 'opus-tools'), ['--quiet', '--float', '--rate', '48000', fixturePath('speech-10s.ogg'), '-'], {
+  it.skipIf(!hasOpusdec)('speech-10s.ogg matches opusdec --float --rate 48000 (pre-skip and end trimming applied)', () => {
+    const run = spawnSync('opusdec', ['--quiet', '--float', '--rate', '48000', fixturePath('speech-10s.ogg'), '-'], {
       maxBuffer: 1 << 26,
     });
     expect(run.status, run.stderr?.toString()).toBe(0);
@@ -319,27 +309,15 @@ describe('decoders and memory', () => {
 });
 
 describe('packet loss: concealment and in-band FEC', () => {
-  let fecDir: string;
   let fecPackets: Uint8Array[];
 
   beforeAll(() => {
     // The fixtures carry no FEC (LBRR) data, so encode a stream that does: the speech
-    // fixture re-encoded with in-band FEC (OPUS_SET_INBAND_FEC = 4012) at 20 % expected loss.
-    fecDir = mkdtempSync(join(tmpdir(), 'opus-fec-'));
-    const wav = join(fecDir, 'speech.wav');
-    const opus = join(fecDir, 'fec.opus');
-    for (const [command, args] of [
-      [tool('opusdec', 'opus-tools'), ['--quiet', fixturePath('speech-10s.ogg'), wav]],
-      [tool('opusenc', 'opus-tools'), ['--quiet', '--bitrate', '24', '--expect-loss', '20', '--set-ctl-int', '4012=1', wav, opus]],
-    ] as const) {
-      const run = spawnSync(command, args, { encoding: 'utf8' });
-      expect(run.status, run.stderr).toBe(0);
-    }
-    fecPackets = readOggOpus(opus).packets;
-    expect(readFileSync(opus).length).toBeGreaterThan(10_000);
+    // fixture re-encoded natively with in-band FEC at 20 % expected loss.
+    const speech = nativeDecode(decodeOps(ogg.packets), 48000, 'int16').pcm;
+    fecPackets = nativeEncodeWithFec(speech);
+    expect(fecPackets.length).toBeGreaterThan(400);
   });
-
-  afterAll(() => rmSync(fecDir, { recursive: true, force: true }));
 
   it('conceal() and recover() return exactly the requested samples', () => {
     for (const rate of [8000, 12000, 16000, 24000, 48000] as const) {
@@ -381,10 +359,8 @@ describe('packet loss: concealment and in-band FEC', () => {
       expect(recovered.results.every((n) => n === frame)).toBe(true);
       // FEC rebuilds the lost frames; PLC only extrapolates (measured: 18 dB vs 6 dB).
       expect(snrDb(reference, recovered.pcm)).toBeGreaterThan(snrDb(reference, concealed.pcm) + 6);
-      // libopus 1.5 changed concealment: measured 40-44 dB against native 1.3.1, and
-      // bit-identical against a plain-C native build of the same 1.5.2 source.
-      expect(snrDb(nativeDecode(plc, rate, 'float').pcm, concealed.pcm)).toBeGreaterThan(30);
-      expect(snrDb(nativeDecode(fec, rate, 'float').pcm, recovered.pcm)).toBeGreaterThan(30);
+      expect(snrDb(nativeDecode(plc, rate, 'float').pcm, concealed.pcm)).toBeGreaterThanOrEqual(100);
+      expect(snrDb(nativeDecode(fec, rate, 'float').pcm, recovered.pcm)).toBeGreaterThanOrEqual(100);
     });
   }
 

@@ -1,7 +1,8 @@
 /**
- * The native reference decoder (test/native/opus_ref.c linked against the system
- * libopus) and the same operations replayed on the WASM decoder, for tests and
- * bench/codec.ts. The binary is compiled on demand into node_modules/.cache/opus-ref/.
+ * The native reference decoder (test/native/opus_ref.c linked against the same pinned
+ * libopus release as wasm/opus.wasm, compiled natively by `wasm/build.sh --native`) and
+ * the same operations replayed on the WASM decoder, for tests and bench/codec.ts. The
+ * binary is built on demand into node_modules/.cache/opus-ref/ (about 10 s, once).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
@@ -11,7 +12,8 @@ import { OpusError, type OpusCodec, type OpusSampleRate } from '../../src/codec/
 const SOURCE = fileURLToPath(new URL('../native/opus_ref.c', import.meta.url));
 const CACHE_DIR = fileURLToPath(new URL('../../node_modules/.cache/opus-ref/', import.meta.url));
 const BINARY = `${CACHE_DIR}opus_ref`;
-const INSTALL_HINT = 'it needs a C compiler and the libopus development files: apt-get install gcc libopus-dev';
+const BUILD_SCRIPT = fileURLToPath(new URL('../../wasm/build.sh', import.meta.url));
+const INSTALL_HINT = 'it needs a C compiler (cc) and apt-get to fetch the pinned libopus source';
 
 export type DecodeOp =
   | { op: 'decode'; packet: Uint8Array }
@@ -33,16 +35,13 @@ export function opusRefBinary(): string {
   const built = statSync(BINARY, { throwIfNoEntry: false });
   if (built !== undefined && built.mtimeMs >= statSync(SOURCE).mtimeMs) return BINARY;
   mkdirSync(CACHE_DIR, { recursive: true });
-  const flags = spawnSync('pkg-config', ['--cflags', '--libs', 'opus'], { encoding: 'utf8' });
-  const opusFlags = flags.status === 0 ? flags.stdout.trim().split(/\s+/) : ['-I/usr/include/opus', '-lopus'];
   // Built under a unique name, then renamed: concurrent test workers may race here.
   const temporary = `${BINARY}.${process.pid}.tmp`;
-  const cc = process.env.CC ?? 'cc';
-  const compile = spawnSync(cc, ['-O2', '-Wall', '-o', temporary, SOURCE, ...opusFlags], { encoding: 'utf8' });
-  if (compile.error !== undefined || compile.status !== 0) {
+  const build = spawnSync('bash', [BUILD_SCRIPT, '--native', temporary, SOURCE], { encoding: 'utf8' });
+  if (build.error !== undefined || build.status !== 0) {
     rmSync(temporary, { force: true });
-    const why = compile.error?.message ?? compile.stderr.trim();
-    throw new Error(`cannot build the native Opus reference (${SOURCE}); ${INSTALL_HINT}\n${cc}: ${why}`);
+    const why = build.error?.message ?? build.stderr.trim().split('\n').slice(-5).join('\n');
+    throw new Error(`cannot build the native Opus reference; ${INSTALL_HINT}\n${why}`);
   }
   renameSync(temporary, BINARY);
   return BINARY;
@@ -142,6 +141,22 @@ export interface NativeTiming {
   samples: number;
   /** CPU seconds of each pass. */
   seconds: number[];
+}
+
+/** Encodes 48 kHz mono PCM as 20 ms packets carrying in-band FEC (native libopus). */
+export function nativeEncodeWithFec(pcm: Int16Array): Uint8Array[] {
+  const input = new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength);
+  const run = spawnSync(opusRefBinary(), ['--encode-fec'], { input, maxBuffer: 1 << 28 });
+  if (run.error !== undefined || run.status !== 0) {
+    throw new Error(`opus_ref --encode-fec failed: ${run.error?.message ?? run.stderr.toString()}`);
+  }
+  const packets: Uint8Array[] = [];
+  for (let at = 0; at < run.stdout.length; ) {
+    const length = run.stdout.readUInt32LE(at);
+    packets.push(new Uint8Array(run.stdout.subarray(at + 4, at + 4 + length)));
+    at += 4 + length;
+  }
+  return packets;
 }
 
 /** Times `passes` replays of `ops` in the native reference (CPU time, measured in C). */

@@ -1,11 +1,12 @@
 /*
  * opus_ref: the native reference for the WASM decoder (src/codec/opus.ts). Links
- * the system libopus (Debian: apt-get install libopus-dev) and replays a script of
+ * the pinned libopus (built by wasm/build.sh --native) and replays a script of
  * decoder operations on one mono decoder. Built on demand by test/helpers/opus-ref.ts:
  *
- *   cc -O2 -o opus_ref opus_ref.c $(pkg-config --cflags --libs opus)
+ *   bash wasm/build.sh --native opus_ref test/native/opus_ref.c
  *
  * Usage: opus_ref [--rate HZ] [--int16] [--time N] [FILE]
+ *        opus_ref --encode-fec [FILE]
  *
  * Input (FILE, or stdin): records of  u8 op, u32le arg, u32le length, length bytes.
  *   'D'  decode the packet into at most `arg` samples (0: 120 ms at --rate)
@@ -18,6 +19,9 @@
  * Output, --time N: replays the whole script N times (resetting the decoder before
  * each pass) and prints {"samples":S,"seconds":[...]}, where S is the samples decoded
  * per pass and each entry is the CPU time of one pass (CLOCK_PROCESS_CPUTIME_ID).
+ * --encode-fec: reads s16le mono 48 kHz PCM and writes 20 ms VoIP packets at 24 kb/s
+ * with in-band FEC for 20 % expected loss, each as u32le length then bytes (the
+ * fixtures carry no FEC data, so the FEC tests make their own).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -117,18 +121,48 @@ static double cpu_seconds(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static int encode_fec(FILE *in) {
+  size_t size;
+  unsigned char *buf = read_all(in, &size);
+  int err;
+  OpusEncoder *enc = opus_encoder_create(48000, 1, OPUS_APPLICATION_VOIP, &err);
+  if (err != OPUS_OK) die(opus_strerror(err));
+  opus_encoder_ctl(enc, OPUS_SET_BITRATE(24000));
+  opus_encoder_ctl(enc, OPUS_SET_INBAND_FEC(1));
+  opus_encoder_ctl(enc, OPUS_SET_PACKET_LOSS_PERC(20));
+  enum { FRAME = 960 };
+  opus_int16 pcm[FRAME];
+  unsigned char packet[1500];
+  size_t samples = size / 2;
+  for (size_t at = 0; at + FRAME <= samples; at += FRAME) {
+    for (int i = 0; i < FRAME; i++) {
+      const unsigned char *p = buf + 2 * (at + (size_t)i);
+      pcm[i] = (opus_int16)(p[0] | p[1] << 8);
+    }
+    opus_int32 len = opus_encode(enc, pcm, FRAME, packet, sizeof packet);
+    if (len < 0) die(opus_strerror(len));
+    put32(len);
+    fwrite(packet, 1, (size_t)len, stdout);
+  }
+  opus_encoder_destroy(enc);
+  free(buf);
+  return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
-  int rate = 48000, int16 = 0, passes = 0, err;
+  int rate = 48000, int16 = 0, passes = 0, encode = 0, err;
   const char *path = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--rate") && i + 1 < argc) rate = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--int16")) int16 = 1;
     else if (!strcmp(argv[i], "--time") && i + 1 < argc) passes = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--encode-fec")) encode = 1;
     else if (argv[i][0] == '-' && argv[i][1] != 0) die("usage: opus_ref [--rate HZ] [--int16] [--time N] [FILE]");
     else path = argv[i];
   }
   FILE *in = path && strcmp(path, "-") ? fopen(path, "rb") : stdin;
   if (!in) die(strerror(errno));
+  if (encode) return encode_fec(in);
   size_t size, n;
   unsigned char *buf = read_all(in, &size);
   record *recs = parse(buf, size, &n);

@@ -45,12 +45,12 @@ export function createNodeWebSocket(options: { maxPayload: number }) {
     const events = accepted.get(req);
     if (!events) {
       const body = Buffer.from(await response.text());
-      socket.end(
+      const head =
         `HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? ''}\r\n` +
-          `Content-Type: ${response.headers.get('content-type') ?? 'text/plain; charset=UTF-8'}\r\n` +
-          `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
-      );
-      socket.end(body);
+        `Content-Type: ${response.headers.get('content-type') ?? 'text/plain; charset=UTF-8'}\r\n` +
+        `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
+      socket.on('error', () => {}); // the client may hang up before reading its refusal
+      socket.end(Buffer.concat([Buffer.from(head), body]));
       return;
     }
     accepted.delete(req);
