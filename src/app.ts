@@ -89,11 +89,12 @@ export function createApp(deps: AppDeps): Hono {
     let session: Session | undefined;
     return {
       onOpen: (_evt: Event, ws: WSContext<unknown>) => {
+        const client = { send: (text: string) => ws.send(text), close: (code?: number, reason?: string) => ws.close(code, reason) };
         const sinks = [
-          createClientSink({ send: (t) => ws.send(t), close: (code, reason) => ws.close(code, reason) }, params),
+          createClientSink(client, params),
           ...(deps.sinks?.({ sessionId: params.sessionId, useDispatcher: params.useDispatcher ?? config.useDispatcher }) ?? []),
         ];
-        session = new Session(params, { send: (t) => ws.send(t), close: (code, reason) => ws.close(code, reason) }, sinks, {
+        session = new Session(params, client, sinks, {
           codec,
           provider: providers.get(params.provider)!,
           base64,

@@ -1,0 +1,94 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { serve } from '@hono/node-server';
+import { Hono } from 'hono';
+import { createApp, type AppDeps } from '../../app.ts';
+import { loadConfig, type Config } from '../../config.ts';
+import { createLogger, type Logger } from '../../log.ts';
+import { createMetrics, type Metrics } from '../../metrics.ts';
+import { PROVIDERS } from '../../backends/registry.ts';
+import { OpusCodec } from '../../codec/opus.ts';
+import { nodeBase64 } from './base64.ts';
+import { nodeConnector } from './connector.ts';
+import { loadOpusModule } from './wasm.ts';
+import { createNodeWebSocket } from './websocket.ts';
+
+export interface NodeServer {
+  readonly port: number;
+  readonly config: Config;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  /** Stops accepting, closes every client socket, and resolves when the server is closed. */
+  close(): Promise<void>;
+}
+
+export interface NodeServerOptions {
+  env: Readonly<Record<string, string | undefined>>;
+  log?: Logger;
+  /** Extra sinks (the dispatcher), built per session. */
+  sinks?: (config: Config, log: Logger, metrics: Metrics) => AppDeps['sinks'];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly errors: string[]) {
+    super(`invalid configuration:\n${errors.map((e) => `  - ${e}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+let codec: Promise<OpusCodec> | undefined;
+// One WASM instance per process: every session's decoders live in it.
+const sharedCodec = () => (codec ??= loadOpusModule().then((m) => OpusCodec.instantiate(m)));
+
+/** Serves the app on Node with @hono/node-server and our `ws` upgrade adapter. */
+export async function startNodeServer(options: NodeServerOptions): Promise<NodeServer> {
+  const result = loadConfig(options.env, PROVIDERS);
+  if (!result.ok) throw new ConfigError(result.errors);
+  const config = result.config;
+  const log = options.log ?? createLogger(config.logLevel);
+  const metrics = createMetrics();
+  // The transport limit sits above the app's, so an oversized frame is refused by the
+  // session (counted, the session goes on) rather than closing the socket with 1009.
+  const { upgradeWebSocket, injectWebSocket, wss } = createNodeWebSocket({
+    maxPayload: Math.max(config.maxMessageBytes * 16, 16 << 20),
+  });
+
+  const app = new Hono();
+  app.route(
+    '/',
+    createApp({
+      config,
+      runtime: 'node',
+      upgradeWebSocket,
+      codec: sharedCodec,
+      connector: nodeConnector,
+      base64: nodeBase64,
+      log,
+      metrics,
+      sinks: options.sinks?.(config, log, metrics),
+    }),
+  );
+
+  const server = await new Promise<Server>((resolve) => {
+    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s as Server));
+  });
+  injectWebSocket(server, app);
+  const port = (server.address() as AddressInfo).port;
+  log.info('listening', { host: config.host, port, providers: config.providers.map((p) => p.name) });
+  if (config.providers.length === 0) {
+    log.warn(`no provider configured: /transcribe answers 503 until ${config.missingProviderHint} is set`);
+  }
+
+  return {
+    port,
+    config,
+    log,
+    metrics,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const client of wss.clients) client.close(1001, 'server shutting down');
+        server.close(() => resolve());
+        server.closeAllConnections?.();
+      }),
+  };
+}
