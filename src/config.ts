@@ -4,7 +4,8 @@ import type { ProviderDeps, Provider, ProviderModule } from './backends/provider
 import { envBool, envInt, envNumber, envString, parseEnvWith } from './util/env-schema.ts';
 
 const Env = v.object({
-  PORT: envInt(8080, 1, 65535),
+  /** 0 picks a free port (tests, launchers). */
+  PORT: envInt(8080, 0, 65535),
   HOST: envString('0.0.0.0'),
   LOG_LEVEL: v.optional(v.picklist(['debug', 'info', 'warn', 'error'], 'must be debug, info, warn or error'), 'info'),
   /** Comma-separated provider names; the registry's order when unset. */

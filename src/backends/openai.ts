@@ -170,7 +170,8 @@ class OpenAIConnection implements ProviderConnection {
       this.idle?.();
       return;
     }
-    const auth = code === 'invalid_api_key' || code === 'insufficient_quota' || code === 'model_not_found';
+    // Retrying cannot fix these; the service closes the socket right after (3000 / 4000).
+    const auth = code === 'invalid_api_key' || code === 'insufficient_quota' || code === 'model_not_found' || code === 'invalid_model';
     const err = new ProviderError(`OpenAI error${code ? ` ${String(code)}` : ''}: ${errorText(error)}`, auth ? 'auth' : 'provider', !auth);
     if (auth) this.authError = err;
     this.listener.error(err);

@@ -76,7 +76,9 @@ function attach(ws: WebSocket, url: URL, events: WSEvents<WebSocket>): void {
     events.onMessage?.(new MessageEvent('message', { data: payload }), ctx);
   });
   ws.on('close', (code, reason) => {
-    events.onClose?.(new CloseEvent('close', { code, reason: reason.toString() }), ctx);
+    // Node 20 has no global CloseEvent.
+    const event = Object.assign(new Event('close'), { code, reason: reason.toString(), wasClean: code !== 1006 });
+    events.onClose?.(event as CloseEvent, ctx);
   });
   ws.on('error', () => {
     events.onError?.(new Event('error'), ctx);
