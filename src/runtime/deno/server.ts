@@ -1,0 +1,92 @@
+import { Hono } from 'hono';
+import { createApp, type AppDeps } from '../../app.ts';
+import { loadConfig, type Config } from '../../config.ts';
+import { createLogger, type Logger } from '../../log.ts';
+import { createMetrics, type Metrics } from '../../metrics.ts';
+import { PROVIDERS } from '../../backends/registry.ts';
+import { OpusCodec } from '../../codec/opus.ts';
+import { denoBase64 } from './base64.ts';
+import { denoConnector } from './connector.ts';
+import { loadOpusModule } from './wasm.ts';
+import { createDenoWebSocket } from './websocket.ts';
+
+export interface DenoServer {
+  readonly port: number;
+  readonly config: Config;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  /** Stops accepting, closes every client socket, and resolves when the server is closed. */
+  close(): Promise<void>;
+}
+
+export interface DenoServerOptions {
+  env: Readonly<Record<string, string | undefined>>;
+  log?: Logger;
+  /** Extra sinks (the dispatcher), built per session. */
+  sinks?: (config: Config, log: Logger, metrics: Metrics) => AppDeps['sinks'];
+}
+
+// Same shape as the Node server's, kept here so Deno never loads the Node server module.
+export class ConfigError extends Error {
+  constructor(readonly errors: string[]) {
+    super(`invalid configuration:\n${errors.map((e) => `  - ${e}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+let codec: Promise<OpusCodec> | undefined;
+// One WASM instance per process: every session's decoders live in it.
+const sharedCodec = () => (codec ??= loadOpusModule().then((m) => OpusCodec.instantiate(m)));
+
+/**
+ * Serves the app with Deno.serve. PORT=0 picks a free port; the `listening` log line
+ * (JSON on stdout) carries the real one, so a test launcher can read it.
+ */
+export async function startDenoServer(options: DenoServerOptions): Promise<DenoServer> {
+  const result = loadConfig(options.env, PROVIDERS);
+  if (!result.ok) throw new ConfigError(result.errors);
+  const config = result.config;
+  const log = options.log ?? createLogger(config.logLevel);
+  const metrics = createMetrics();
+  const { upgradeWebSocket, sockets } = createDenoWebSocket();
+
+  const app = new Hono();
+  app.route(
+    '/',
+    createApp({
+      config,
+      runtime: 'deno',
+      upgradeWebSocket,
+      codec: sharedCodec,
+      connector: denoConnector,
+      base64: denoBase64,
+      log,
+      metrics,
+      sinks: options.sinks?.(config, log, metrics),
+    }),
+  );
+
+  const server = await new Promise<Deno.HttpServer<Deno.NetAddr>>((resolve) => {
+    // onListen replaces Deno's own "Listening on" line, which would break JSON-lines stdout.
+    const s: Deno.HttpServer<Deno.NetAddr> = Deno.serve(
+      { port: config.port, hostname: config.host, onListen: () => queueMicrotask(() => resolve(s)) },
+      app.fetch,
+    );
+  });
+  const port = server.addr.port;
+  log.info('listening', { host: config.host, port, providers: config.providers.map((p) => p.name) });
+  if (config.providers.length === 0) {
+    log.warn(`no provider configured: /transcribe answers 503 until ${config.missingProviderHint} is set`);
+  }
+
+  return {
+    port,
+    config,
+    log,
+    metrics,
+    async close() {
+      for (const socket of sockets) socket.close(1001, 'server shutting down');
+      await server.shutdown();
+    },
+  };
+}

@@ -1,0 +1,43 @@
+import { WSContext, defineWebSocketHelper, type UpgradeWebSocket } from 'hono/ws';
+
+/**
+ * Hono WebSocket upgrades on Deno.upgradeWebSocket.
+ *
+ * Ours rather than `hono/deno`'s: that one is deprecated (gone in Hono 5) and compares the
+ * Upgrade header case-sensitively, so `Upgrade: WebSocket`, which app.ts accepts, would
+ * throw inside the helper. Sockets are tracked so that shutdown can close them with 1001.
+ */
+export function createDenoWebSocket() {
+  const sockets = new Set<WebSocket>();
+
+  const upgradeWebSocket: UpgradeWebSocket<WebSocket> = defineWebSocketHelper<WebSocket>((c, events) => {
+    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') return;
+    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    // Already Deno's default for accepted sockets; set so binary frames never arrive as Blob.
+    socket.binaryType = 'arraybuffer';
+    const url = new URL(c.req.url);
+    const ctx = new WSContext<WebSocket>({
+      send: (data) => socket.send(data),
+      close: (code, reason) => socket.close(code, reason),
+      raw: socket,
+      get readyState() {
+        return socket.readyState as 0 | 1 | 2 | 3;
+      },
+      url,
+      protocol: socket.protocol,
+    });
+    socket.onopen = (event) => {
+      sockets.add(socket);
+      events.onOpen?.(event, ctx);
+    };
+    socket.onmessage = (event) => events.onMessage?.(event, ctx);
+    socket.onclose = (event) => {
+      sockets.delete(socket);
+      events.onClose?.(event, ctx);
+    };
+    socket.onerror = (event) => events.onError?.(event, ctx);
+    return response;
+  });
+
+  return { upgradeWebSocket, sockets };
+}

@@ -1,0 +1,53 @@
+import { WSContext, defineWebSocketHelper, type UpgradeWebSocket } from 'hono/ws';
+
+/** Close codes that may not be sent in a close frame (RFC 6455 §7.4.1). */
+const RESERVED_CLOSE_CODES = new Set([1005, 1006, 1015]);
+
+/**
+ * Answers a peer's close frame. workerd does this itself from compatibility date 2026-04-07;
+ * on older dates the peer sees 1006 unless we close back. Closing twice is harmless.
+ */
+export function closeBack(socket: WebSocket, code: number, reason: string): void {
+  if (socket.readyState === WebSocket.CLOSED) return;
+  try {
+    socket.close(RESERVED_CLOSE_CODES.has(code) ? 1000 : code, reason);
+  } catch {
+    // Already closing on newer compatibility dates.
+  }
+}
+
+/**
+ * Hono WebSocket upgrades on workerd's WebSocketPair.
+ *
+ * Ours rather than `hono/cloudflare-workers`'s: that one never calls `onOpen` (the app sends
+ * `info` from it), and binary frames arrive as Blob on recent compatibility dates.
+ */
+export const upgradeWebSocket: UpgradeWebSocket<WebSocket> = defineWebSocketHelper<WebSocket>((c, events) => {
+  if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') return;
+  const pair = new WebSocketPair();
+  const client = pair[0];
+  const server = pair[1];
+  const url = new URL(c.req.url);
+  const ctx = new WSContext<WebSocket>({
+    send: (data) => server.send(data),
+    close: (code, reason) => server.close(code, reason),
+    raw: server,
+    get readyState() {
+      return server.readyState as 0 | 1 | 2 | 3;
+    },
+    url,
+    protocol: server.protocol,
+  });
+  server.binaryType = 'arraybuffer';
+  server.addEventListener('message', (event) => events.onMessage?.(event, ctx));
+  server.addEventListener('close', (event) => {
+    closeBack(server, event.code, event.reason);
+    events.onClose?.(event, ctx);
+  });
+  server.addEventListener('error', (event) => events.onError?.(event, ctx));
+  server.accept();
+  // Accepted means open from our side: what onOpen sends now is queued ahead of any reply,
+  // and no message event can run before this handler returns the 101.
+  events.onOpen?.(new Event('open'), ctx);
+  return new Response(null, { status: 101, webSocket: client });
+});
