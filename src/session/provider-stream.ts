@@ -48,6 +48,10 @@ interface Link {
   utteranceStart?: number;
   healthy: boolean;
   flushOnOpen: boolean;
+  /** The provider announced the connection's end; it is replaced at the next utterance boundary. */
+  expiring: boolean;
+  /** Replaces it regardless, in time for the retiring connection to deliver its last final. */
+  rotateTimer?: unknown;
 }
 
 interface Queued {
@@ -75,6 +79,7 @@ export class ProviderStream {
   private queuedMs = 0;
   private failures = 0;
   private retryAt = 0;
+  private retryTimer: unknown;
   private serial = 0;
   private closed = false;
   private readonly retiring = new Set<Promise<void>>();
@@ -86,7 +91,7 @@ export class ProviderStream {
     if (this.closed) return;
     const link = this.link;
     if (link?.conn) {
-      if (this.o.provider.maxConnectionMs && arrival - link.openedAt > this.o.provider.maxConnectionMs - ROTATE_MARGIN_MS) {
+      if (this.dueForRotation(link, arrival)) {
         this.rotate();
       } else {
         this.sendNow(link, audio, durationMs, arrival);
@@ -94,7 +99,23 @@ export class ProviderStream {
       }
     }
     this.enqueue(audio, durationMs, arrival);
-    if (!this.connecting && this.o.timers.now() >= this.retryAt) this.open();
+    if (this.connecting || this.retryTimer !== undefined) return;
+    const wait = this.retryAt - this.o.timers.now();
+    if (wait <= 0) this.open();
+    // Audio waits out the backoff in the queue; it must not wait for more audio to arrive.
+    else this.retryTimer = this.o.timers.setTimeout(() => this.retryNow(), wait);
+  }
+
+  /** Before the provider's cap, or at the first utterance boundary once it announced the end. */
+  private dueForRotation(link: Link, arrival: number): boolean {
+    if (link.expiring && link.utteranceStart === undefined) return true;
+    const max = this.o.provider.maxConnectionMs;
+    return !!max && arrival - link.openedAt > max - ROTATE_MARGIN_MS;
+  }
+
+  private retryNow(): void {
+    this.retryTimer = undefined;
+    if (!this.closed && !this.link && this.queue.length > 0) this.open();
   }
 
   /** End of utterance (idle timeout or stop). */
@@ -112,6 +133,7 @@ export class ProviderStream {
     this.closed = true;
     const link = this.link;
     this.link = undefined;
+    if (link) this.stopRotationTimer(link);
     const left = Math.max(0, deadline - this.o.timers.now());
     const waits = [...this.retiring];
     if (link?.conn) waits.push(link.conn.finish(left).catch(() => undefined));
@@ -123,12 +145,15 @@ export class ProviderStream {
   close(): void {
     if (this.closed && !this.link) return;
     this.closed = true;
+    if (this.link) this.stopRotationTimer(this.link);
     this.link?.conn?.close();
     this.link = undefined;
     this.drop();
   }
 
   private drop(): void {
+    if (this.retryTimer !== undefined) this.o.timers.clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     this.queue.length = 0;
     this.queuedMs = 0;
     this.utterances.clear();
@@ -160,6 +185,7 @@ export class ProviderStream {
       timeline: new Timeline(),
       healthy: false,
       flushOnOpen: false,
+      expiring: false,
     };
     this.link = link;
     const { provider } = this.o;
@@ -170,6 +196,7 @@ export class ProviderStream {
           transcript: (t) => this.onTranscript(link, t),
           error: (err) => this.onError(err),
           closed: (err) => this.onClosed(link, err),
+          expiring: (inMs) => this.onExpiring(link, inMs),
         },
       )
       .then(
@@ -204,8 +231,27 @@ export class ProviderStream {
   private rotate(): void {
     const old = this.link;
     this.link = undefined;
+    if (old) this.stopRotationTimer(old);
     if (old?.conn) this.retire(old.conn);
     this.o.log.info('rotating provider connection before its cap', { provider: this.o.provider.name });
+  }
+
+  private onExpiring(link: Link, inMs: number): void {
+    if (this.link !== link || !link.conn || link.expiring) return;
+    link.expiring = true;
+    this.o.log.info('provider announced the end of its connection', { provider: this.o.provider.name, inMs });
+    // Nothing sent since the last final: nothing can be cut, so move at once.
+    if (link.utteranceStart === undefined) return this.rotate();
+    const wait = Math.max(0, inMs - this.o.finishTimeoutMs);
+    link.rotateTimer = this.o.timers.setTimeout(() => {
+      link.rotateTimer = undefined;
+      if (this.link === link) this.rotate();
+    }, wait);
+  }
+
+  private stopRotationTimer(link: Link): void {
+    if (link.rotateTimer !== undefined) this.o.timers.clearTimeout(link.rotateTimer);
+    link.rotateTimer = undefined;
   }
 
   private retire(conn: ProviderConnection): void {
@@ -253,6 +299,12 @@ export class ProviderStream {
   private onClosed(link: Link, err: ProviderError): void {
     if (this.link !== link) return;
     this.link = undefined;
+    if (link.expiring) {
+      // The end it announced: not a failure, and the next audio opens a new connection at once.
+      this.stopRotationTimer(link);
+      this.o.log.info('provider ended its connection as announced', { provider: this.o.provider.name });
+      return;
+    }
     const healthy = link.healthy || this.o.timers.now() - link.openedAt > HEALTHY_AFTER_MS;
     if (healthy) this.failures = 0;
     this.fail(err, true);
