@@ -82,6 +82,7 @@ export function createApp(deps: AppDeps): Hono {
     const parsed = parseTranscribeParams(new URL(c.req.url).searchParams, providerNames, config.useDispatcher);
     if (!parsed.ok) return c.text(parsed.reason, 400);
     const codec = await deps.codec();
+    metrics.state.liveDecoders = () => codec.liveDecoders;
     return deps.upgradeWebSocket(c, sessionEvents(parsed.params, codec));
   });
 

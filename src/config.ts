@@ -49,7 +49,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
   for (const l of loaded) errors.push(...l.errors);
 
   const known = new Set(modules.map((m) => m.name));
-  const priority = (output?.PROVIDERS_PRIORITY ?? modules.map((m) => m.name).join(','))
+  // Read raw so that an unknown name is reported even when other variables are bad.
+  const priority = (env.PROVIDERS_PRIORITY ?? modules.map((m) => m.name).join(','))
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);

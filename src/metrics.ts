@@ -104,12 +104,13 @@ export class Registry {
 /** The proxy's metrics. One instance per process (per isolate on workerd). */
 export function createMetrics() {
   const registry = new Registry();
-  const state = { sessions: 0, participants: 0, dispatcherQueue: 0 };
+  const state = { sessions: 0, participants: 0, dispatcherQueue: 0, liveDecoders: (): number => 0 };
   return {
     registry,
     state,
     sessions: registry.gauge('transcriber_sessions', 'Open transcription sessions', () => state.sessions),
     participants: registry.gauge('transcriber_participants', 'Live participant streams', () => state.participants),
+    decoders: registry.gauge('transcriber_opus_decoders', 'Live Opus decoders in the shared WASM instance', () => state.liveDecoders()),
     sessionsTotal: registry.counter('transcriber_sessions_total', 'Sessions opened'),
     framesTotal: registry.counter('transcriber_media_frames_total', 'media events accepted'),
     inputErrors: registry.counter('transcriber_input_errors_total', 'Client input refused, by reason'),

@@ -24,7 +24,7 @@ export const envNumber = (fallback: number, min: number, max: number) =>
     v.pipe(
       v.string(),
       v.trim(),
-      v.regex(/^\d+(\.\d+)?$/, 'must be a number'),
+      v.regex(/^-?\d+(\.\d+)?$/, 'must be a number'),
       v.transform(Number),
       v.minValue(min, `must be at least ${min}`),
       v.maxValue(max, `must be at most ${max}`),

@@ -24,14 +24,17 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-export async function startProxy(env: Record<string, string> = {}, fakeOptions: FakeOpenAIOptions = {}): Promise<Proxy> {
+export async function startProxy(
+  env: Record<string, string> | ((fake: FakeOpenAI) => Record<string, string>) = {},
+  fakeOptions: FakeOpenAIOptions = {},
+): Promise<Proxy> {
   const fake = await FakeOpenAI.start(fakeOptions);
   const logs: LogLine[] = [];
   const log = createLogger('debug', (_level, line) => {
     logs.push(JSON.parse(line) as LogLine);
   });
   const server = await startNodeServer({
-    env: { PORT: '0', HOST: '127.0.0.1', OPENAI_API_KEY: fake.apiKey, OPENAI_BASE_URL: fake.baseUrl, ...env },
+    env: { PORT: '0', HOST: '127.0.0.1', OPENAI_API_KEY: fake.apiKey, OPENAI_BASE_URL: fake.baseUrl, ...(typeof env === 'function' ? env(fake) : env) },
     log,
   });
   const url = (path: string) => `http://127.0.0.1:${server.port}${path}`;
