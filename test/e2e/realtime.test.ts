@@ -1,0 +1,64 @@
+/**
+ * Real-time pacing, as media servers send: the JVB capture at its recorded pace (46 s),
+ * and the widely used health check that streams speech-10s.ogg as 200-byte slices labelled
+ * `opus`. This file takes the capture's length (about 50 s); vitest runs it beside the others.
+ */
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { fixturePath, readJvbCapture } from '../helpers/fixtures.ts';
+import { TAG_A, TAG_B, replayJvb, type TestClient } from '../helpers/client.ts';
+import { startProxy, type Proxy } from '../helpers/proxy.ts';
+
+let proxy: Proxy;
+beforeAll(async () => {
+  proxy = await startProxy(); // production defaults: FORCE_COMMIT_TIMEOUT 2 s, 10 s queue
+});
+afterAll(() => proxy.close());
+
+async function streamOggSlices(client: TestClient): Promise<void> {
+  const ogg = readFileSync(fixturePath('speech-10s.ogg'));
+  const tag = 'cafe01-a0';
+  client.send({ event: 'start', start: { tag, mediaFormat: { encoding: 'opus', sampleRate: 48000, channels: 1 } } });
+  let chunk = 0;
+  const t0 = performance.now();
+  for (let at = 0; at < ogg.length; at += 200) {
+    const due = chunk * 20 - (performance.now() - t0);
+    if (due > 1) await new Promise((r) => setTimeout(r, due));
+    client.send({
+      event: 'media',
+      media: { tag, chunk: ++chunk, timestamp: chunk * 960, payload: ogg.subarray(at, at + 200).toString('base64') },
+    });
+  }
+}
+
+it('JVB capture at real-time pace: finals for both participants while they speak, interims only when asked', async () => {
+  const [withInterims, finalsOnly] = await Promise.all([
+    proxy.connect({ sessionId: 'rt-interim', sendBackInterim: 'true' }),
+    proxy.connect({ sessionId: 'rt-finals' }),
+  ]);
+  const capture = readJvbCapture();
+  const lastA = capture.filter((r) => r.tag === TAG_A).at(-1)!.receivedAt;
+  const started = Date.now() - capture[0]!.receivedAt;
+  await Promise.all([replayJvb(withInterims, { pace: 'realtime', records: capture }), replayJvb(finalsOnly, { pace: 'realtime', records: capture })]);
+  for (const client of [withInterims, finalsOnly]) {
+    await client.waitFor(() => client.finals(TAG_A).length >= 2 && client.finals(TAG_B).length > 0, 'finals for both');
+    expect(client.finals(TAG_A)[0]!.participant).toEqual({ id: 'aaaaaaaa', tag: TAG_A });
+    expect(client.finals(TAG_B)[0]!.participant).toEqual({ id: 'bbbbbbbb', tag: TAG_B });
+  }
+  expect(withInterims.interims().length).toBeGreaterThan(0);
+  expect(finalsOnly.interims()).toEqual([]);
+  // Speaker B's finals came back while the call was going on, not at the end of it.
+  const firstB = withInterims.finals(TAG_B)[0]!;
+  expect(firstB.timestamp).toBeLessThan(lastA + started);
+  // Both sessions heard the same audio and got the same words.
+  const words = (c: TestClient) => c.finals().map((f) => `${f.participant.tag}: ${f.transcript[0]!.text}`).sort();
+  expect(words(withInterims)).toEqual(words(finalsOnly));
+});
+
+it('speech-10s.ogg as 200-byte slices labelled opus, 20 ms apart: a final within 10 s of the last slice', async () => {
+  const client = await proxy.connect({ sessionId: 'health-check' });
+  await streamOggSlices(client);
+  // The health check's own deadline, counted from the last slice.
+  await client.waitFor(() => client.finals('cafe01-a0').length > 0, 'a final', 10_000);
+  expect(client.finals('cafe01-a0')[0]!.transcript[0]!.text.split(' ').length).toBeGreaterThan(3);
+});
