@@ -34,6 +34,9 @@ export class ConfigError extends Error {
   }
 }
 
+/** How long shutdown waits for clients to answer our close frame. */
+const CLOSE_GRACE_MS = 2_000;
+
 let codec: Promise<OpusCodec> | undefined;
 // One WASM instance per process: every session's decoders live in it.
 const sharedCodec = () => (codec ??= loadOpusModule().then((m) => OpusCodec.instantiate(m)));
@@ -85,7 +88,15 @@ export async function startDenoServer(options: DenoServerOptions): Promise<DenoS
     log,
     metrics,
     async close() {
+      // Deno's shutdown() closes upgraded sockets itself ("Server shutting down"), and its
+      // frame overtakes ours unless the close handshakes finish first.
+      const closed = [...sockets].map(
+        (socket) => new Promise<void>((resolve) => socket.addEventListener('close', () => resolve(), { once: true })),
+      );
       for (const socket of sockets) socket.close(1001, 'server shutting down');
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([Promise.all(closed), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)))]);
+      clearTimeout(timer);
       await server.shutdown();
     },
   };

@@ -40,11 +40,17 @@ export const upgradeWebSocket: UpgradeWebSocket<WebSocket> = defineWebSocketHelp
   });
   server.binaryType = 'arraybuffer';
   server.addEventListener('message', (event) => events.onMessage?.(event, ctx));
+  let closed = false;
   server.addEventListener('close', (event) => {
+    closed = true;
     closeBack(server, event.code, event.reason);
     events.onClose?.(event, ctx);
   });
-  server.addEventListener('error', (event) => events.onError?.(event, ctx));
+  // workerd can report "Network connection lost" after a clean close, when the client drops
+  // the TCP connection; the session is already over, so that is not an error of ours.
+  server.addEventListener('error', (event) => {
+    if (!closed) events.onError?.(event, ctx);
+  });
   server.accept();
   // Accepted means open from our side: what onOpen sends now is queued ahead of any reply,
   // and no message event can run before this handler returns the 101.
