@@ -1,6 +1,7 @@
 /**
  * Opus decoding speed and memory: our WASM libopus (src/codec/opus.ts) against native
- * libopus (test/native/opus_ref.c, linked against the system's libopus), on the same
+ * libopus (test/native/opus_ref.c, linked against the same pinned libopus release built
+ * natively with cc -O2 by wasm/build.sh --native), on the same
  * packets: both JVB capture streams and speech-10s.ogg (53.3 s of audio per pass).
  *
  *   node --import tsx bench/codec.ts        (npm run bench:codec)

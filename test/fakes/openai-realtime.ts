@@ -53,6 +53,11 @@ export interface FakeOpenAIOptions {
   apiKey?: string;
   /** Energy VAD: frames louder than this (dBFS) are speech. */
   speechDb?: number;
+  /**
+   * Benchmark mode: record only when each append arrived; no audio kept, no VAD, no
+   * transcripts (a load test's hundreds of streams would otherwise hold gigabytes).
+   */
+  timingOnly?: boolean;
 }
 
 export interface Faults {
@@ -88,8 +93,8 @@ export class FakeRealtimeConnection {
   appends = 0;
   commits = 0;
   closedWith: { code: number; reason: string; by: 'client' | 'server' } | undefined;
-  /** Arrival time (ms, performance clock) of each append, for latency figures. */
-  readonly appendTimes: number[] = [];
+  /** timingOnly: arrival of each append on the system's monotonic clock (ns), comparable across processes. */
+  readonly appendArrivals: bigint[] = [];
   private chunks: Int16Array[] = [];
   private samples = 0;
   private bufferStart = 0;
@@ -205,7 +210,11 @@ export class FakeRealtimeConnection {
   }
 
   private onAppend(audio: unknown): void {
-    this.appendTimes.push(performance.now());
+    if (this.fake.options.timingOnly) {
+      this.appendArrivals.push(process.hrtime.bigint());
+      this.appends++;
+      return;
+    }
     if (this.sessionUpdates.length === 0) this.violations.push('audio appended before session.update');
     if (typeof audio !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(audio)) {
       this.violations.push('append with invalid base64');

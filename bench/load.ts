@@ -1,0 +1,287 @@
+/**
+ * Load benchmark (`npm run bench`): the built Node server (dist/, its own process) in front
+ * of the fake OpenAI Realtime server (this process, timing-only mode), driven by N sessions
+ * x 2 participants at real-time pace with the JVB capture's packets. Every participant talks
+ * all the time (its packets looped, one every 20 ms): the worst case, with no DTX pauses.
+ *
+ * For each N it prints the server's CPU per wall second, participant streams per core
+ * (streams / CPU fraction), RSS per stream, and the delay from a frame leaving the load
+ * generator to its append reaching the fake (p50 / p99; both ends read the system's
+ * monotonic clock), early and late in the run: a late p99 far above the early one is a
+ * growing backlog. Next to it, measured in the same run: the decode-only limit (WASM
+ * libopus to 24 kHz int16, plus the base64 the OpenAI wire needs), so the proxy's own
+ * overhead shows as a ratio. Machine noise hits every figure; compare ratios, not runs.
+ *
+ *   npm run bench                      (builds dist/ first)
+ *   BENCH_SESSIONS=25,50,100 BENCH_SECONDS=20 npm run bench
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import WebSocket from 'ws';
+import { OpusCodec } from '../src/codec/opus.ts';
+import { loadOpusModule } from '../src/runtime/node/wasm.ts';
+import { FakeOpenAI, type FakeRealtimeConnection } from '../test/fakes/openai-realtime.ts';
+import { jvbPacketsByTag } from '../test/helpers/fixtures.ts';
+
+const SESSIONS = (process.env.BENCH_SESSIONS ?? '25,50,100,150').split(',').map(Number);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
+/** CPU and RSS are read after this warm-up (connections open, JIT warm). */
+const WARMUP_SECONDS = 4;
+/** Participant B starts this long after A, so the fake can tell their connections apart. */
+const B_OFFSET_MS = 250;
+const TARGETS = { streamsPerCore: 250, p99Ms: 5, rssKbPerStream: 150 };
+const TICKS_PER_SECOND = 100; // Linux USER_HZ, the unit of /proc/<pid>/stat times
+
+const tags = [...jvbPacketsByTag().entries()];
+const base64Packets = tags.map(([, packets]) => packets.map((p) => Buffer.from(p).toString('base64')));
+
+// ---------------------------------------------------------------- decode-only reference
+
+/** CPU seconds per 20 ms frame: WASM decode to 24 kHz int16, then base64 of the PCM. */
+async function decodeOnlyCostPerFrame(): Promise<{ decode: number; decodeAndBase64: number }> {
+  const codec = await OpusCodec.instantiate(await loadOpusModule());
+  const decoder = codec.createDecoder(24000);
+  const all = tags.flatMap(([, packets]) => packets);
+  const run = (withBase64: boolean) => {
+    const start = process.cpuUsage();
+    let frames = 0;
+    for (let pass = 0; pass < 6; pass++) {
+      for (const packet of all) {
+        const pcm = decoder.decodeInt16(packet);
+        if (withBase64) Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength).toString('base64');
+        frames++;
+      }
+    }
+    const used = process.cpuUsage(start);
+    return (used.user + used.system) / 1e6 / frames;
+  };
+  run(true); // warm-up
+  const decode = Math.min(run(false), run(false));
+  const decodeAndBase64 = Math.min(run(true), run(true));
+  decoder.close();
+  return { decode, decodeAndBase64 };
+}
+
+// ---------------------------------------------------------------- the server process
+
+interface ServerProcess {
+  child: ChildProcess;
+  port: number;
+}
+
+async function startServer(fake: FakeOpenAI): Promise<ServerProcess> {
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=/tmp/bench-prof'] : [];
+  const child = spawn(process.execPath, [...profile, 'dist/runtime/node.js'], {
+    env: {
+      ...process.env,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      OPENAI_API_KEY: fake.apiKey,
+      OPENAI_BASE_URL: fake.baseUrl,
+      // The fake runs no VAD here: the proxy's idle commit is the only one, never reached.
+      OPENAI_TURN_DETECTION: 'null',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout! });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+    lines.on('line', (line) => {
+      const record = JSON.parse(line) as { msg?: string; port?: number };
+      if (record.msg === 'listening') resolve(record.port!);
+    });
+  });
+  return { child, port };
+}
+
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]); // utime + stime
+}
+
+function rssKb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
+}
+
+// ---------------------------------------------------------------- the load generator
+
+interface Stream {
+  session: number;
+  participant: number;
+  /** Send time (monotonic ns) of each frame, in order. */
+  sent: bigint[];
+}
+
+const frame = (tag: string, chunk: number, payload: string) =>
+  `{"event":"media","media":{"tag":"${tag}","chunk":"${chunk}","timestamp":"${chunk * 960}","payload":"${payload}"}}`;
+
+async function openSession(port: number, session: number): Promise<WebSocket> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/transcribe?sessionId=bench-${session}&sendBack=true&lang=en-s${session}`, {
+    perMessageDeflate: false,
+  });
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  return ws;
+}
+
+/** Sends both participants' packets every 20 ms for `seconds`; returns the streams' send times. */
+async function drive(sockets: WebSocket[], seconds: number): Promise<Stream[]> {
+  const streams: Stream[] = [];
+  const t0 = performance.now();
+  const timers: NodeJS.Timeout[] = [];
+  const frames = seconds * 50;
+  for (const [session, ws] of sockets.entries()) {
+    // Spread the sessions over one 20 ms period, as independent speakers would be.
+    const phase = (session * 20) / sockets.length;
+    for (const [participant, [tag]] of tags.entries()) {
+      const stream: Stream = { session, participant, sent: [] };
+      streams.push(stream);
+      const payloads = base64Packets[participant]!;
+      const start = phase + participant * B_OFFSET_MS;
+      let n = 0;
+      const tick = () => {
+        // Catch up on every frame due (timers fire late under load), as a real sender would.
+        const due = Math.min(frames, Math.floor((performance.now() - t0 - start) / 20) + 1);
+        while (n < due) {
+          const sentAt = process.hrtime.bigint();
+          ws.send(frame(tag, 1000 + n, payloads[n % payloads.length]!));
+          stream.sent.push(sentAt);
+          n++;
+        }
+        if (n < frames) timers.push(setTimeout(tick, Math.max(0, start + n * 20 - (performance.now() - t0))));
+      };
+      timers.push(setTimeout(tick, start));
+    }
+  }
+  await new Promise((r) => setTimeout(r, seconds * 1000 + B_OFFSET_MS + 100));
+  for (const t of timers) clearTimeout(t);
+  return streams;
+}
+
+/** Pairs each stream with its provider connection: session from `language`, participant by order. */
+function delays(streams: Stream[], connections: FakeRealtimeConnection[], fromFrame: number, toFrame: number): number[] {
+  const bySession = new Map<number, FakeRealtimeConnection[]>();
+  for (const conn of connections) {
+    const language = (conn.sessionUpdates[0] as { audio?: { input?: { transcription?: { language?: string } } } })?.audio?.input?.transcription?.language;
+    const session = Number(/-s(\d+)$/.exec(language ?? '')?.[1]);
+    if (!Number.isInteger(session)) continue;
+    bySession.set(session, [...(bySession.get(session) ?? []), conn]);
+  }
+  const out: number[] = [];
+  for (const stream of streams) {
+    const conn = bySession.get(stream.session)?.[stream.participant];
+    if (!conn) continue;
+    const end = Math.min(toFrame, stream.sent.length, conn.appendArrivals.length);
+    for (let i = fromFrame; i < end; i++) out.push(Number(conn.appendArrivals[i]! - stream.sent[i]!) / 1e6);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]! : NaN);
+
+// ---------------------------------------------------------------- the run
+
+interface Step {
+  sessions: number;
+  streams: number;
+  cpuPerWallSecond: number;
+  streamsPerCore: number;
+  rssKbPerStream: number;
+  rssKb: number;
+  early: [number, number];
+  late: [number, number];
+  appended: number;
+  sent: number;
+}
+
+async function step(sessions: number): Promise<Step> {
+  const fake = await FakeOpenAI.start({ timingOnly: true });
+  const server = await startServer(fake);
+  try {
+    // One throwaway session loads the WASM codec, so the baseline RSS includes it.
+    const warm = await openSession(server.port, 9999);
+    warm.send(frame(tags[0]![0], 1, base64Packets[0]![0]!));
+    await new Promise((r) => setTimeout(r, 500));
+    warm.close();
+    await new Promise((r) => setTimeout(r, 300));
+    const baselineRss = rssKb(server.child.pid!);
+
+    const sockets = await Promise.all(Array.from({ length: sessions }, (_, i) => openSession(server.port, i)));
+    const driving = drive(sockets, SECONDS);
+    await new Promise((r) => setTimeout(r, WARMUP_SECONDS * 1000));
+    const cpu0 = cpuTicks(server.child.pid!);
+    const wall0 = performance.now();
+    const streams = await driving;
+    const cpuSeconds = (cpuTicks(server.child.pid!) - cpu0) / TICKS_PER_SECOND;
+    const wall = (performance.now() - wall0) / 1000;
+    const rss = rssKb(server.child.pid!) - baselineRss;
+    // Let the last appends land before reading the fake.
+    await new Promise((r) => setTimeout(r, 300));
+    const frames = SECONDS * 50;
+    const early = delays(streams, fake.connections, WARMUP_SECONDS * 50, WARMUP_SECONDS * 50 + 150);
+    const late = delays(streams, fake.connections, frames - 150, frames);
+    for (const ws of sockets) ws.close();
+    const count = streams.length;
+    const cpuFraction = cpuSeconds / wall;
+    return {
+      sessions,
+      streams: count,
+      cpuPerWallSecond: cpuFraction,
+      streamsPerCore: count / cpuFraction,
+      rssKbPerStream: rss / count,
+      rssKb: rss,
+      early: [percentile(early, 0.5), percentile(early, 0.99)],
+      late: [percentile(late, 0.5), percentile(late, 0.99)],
+      appended: fake.connections.reduce((n, c) => n + c.appends, 0),
+      sent: streams.reduce((n, s) => n + s.sent.length, 0),
+    };
+  } finally {
+    server.child.kill('SIGTERM');
+    await new Promise((r) => server.child.once('exit', r));
+    await fake.close();
+  }
+}
+
+const cost = await decodeOnlyCostPerFrame();
+const decodeOnly = 1 / (50 * cost.decode);
+const decodeBase64 = 1 / (50 * cost.decodeAndBase64);
+console.log(`decode-only limit (same run): ${decodeOnly.toFixed(0)} streams/core (WASM decode to 24 kHz int16), ` +
+  `${decodeBase64.toFixed(0)} with base64 of the PCM`);
+console.log(`${SECONDS} s per step, ${WARMUP_SECONDS} s warm-up; every participant talks all the time (50 frames/s)\n`);
+console.log('sessions streams  server CPU/s  streams/core  vs decode+b64  RSS KB/stream  delay p50/p99 ms (early)  (late)   appended/sent');
+const rows: Step[] = [];
+for (const n of SESSIONS) {
+  const r = await step(n);
+  rows.push(r);
+  console.log(
+    [
+      String(r.sessions).padStart(8),
+      String(r.streams).padStart(7),
+      r.cpuPerWallSecond.toFixed(2).padStart(13),
+      r.streamsPerCore.toFixed(0).padStart(13),
+      (r.streamsPerCore / decodeBase64).toFixed(2).padStart(14),
+      r.rssKbPerStream.toFixed(0).padStart(14),
+      `${r.early[0].toFixed(2)} / ${r.early[1].toFixed(2)}`.padStart(25),
+      `${r.late[0].toFixed(2)} / ${r.late[1].toFixed(2)}`.padStart(15),
+      `${r.appended}/${r.sent}`.padStart(15),
+    ].join(' '),
+  );
+}
+// The marginal cost of a stream: the RSS slope between the smallest and the largest step,
+// free of the fixed part (V8's young generation, buffers) that every step pays once.
+const first = rows[0]!;
+const last = rows.at(-1)!;
+const slope = rows.length > 1 ? (last.rssKb - first.rssKb) / (last.streams - first.streams) : last.rssKbPerStream;
+console.log(`\nRSS per additional stream (slope from ${first.streams} to ${last.streams} streams): ${slope.toFixed(0)} KB`);
+const at100 = rows.find((r) => r.streams >= 100) ?? rows.at(-1)!;
+const best = Math.max(...rows.map((r) => r.streamsPerCore));
+console.log(`targets: >= ${TARGETS.streamsPerCore} streams/core: ${best.toFixed(0)} ${best >= TARGETS.streamsPerCore ? 'met' : 'NOT met'}; ` +
+  `p99 < ${TARGETS.p99Ms} ms at ${at100.streams} streams: ${at100.late[1].toFixed(2)} ${at100.late[1] < TARGETS.p99Ms ? 'met' : 'NOT met'}; ` +
+  `<= ${TARGETS.rssKbPerStream} KB RSS/stream: ${slope.toFixed(0)} (slope), ${last.rssKbPerStream.toFixed(0)} (at ${last.streams}) ` +
+  `${slope <= TARGETS.rssKbPerStream && last.rssKbPerStream <= TARGETS.rssKbPerStream ? 'met' : 'NOT met'}`);
