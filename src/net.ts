@@ -33,9 +33,21 @@ export interface SocketConnector {
   connect(url: string, options: ConnectOptions, handlers: SocketHandlers): Promise<OutboundSocket>;
 }
 
+/** What a server said when it refused the upgrade, where the runtime exposes it. */
+export interface HandshakeRefusal {
+  /** Response headers, lower-cased names (providers explain refusals in e.g. `dg-error`). */
+  headers: Record<string, string>;
+  /** The start of the response body. */
+  body: string;
+}
+
 /** The handshake failed: refused with an HTTP status, timed out, or the network failed. */
 export class ConnectError extends Error {
-  constructor(message: string, readonly status?: number) {
+  constructor(
+    message: string,
+    readonly status?: number,
+    readonly refusal?: HandshakeRefusal,
+  ) {
     super(message);
     this.name = 'ConnectError';
   }

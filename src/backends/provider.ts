@@ -45,6 +45,12 @@ export interface ConnectionListener {
   error(err: ProviderError): void;
   /** The connection is gone (closed by the provider or the network). Not called after close(). */
   closed(err: ProviderError): void;
+  /**
+   * The provider announced that it will end this connection in about `inMs` (Gemini's
+   * `goAway`). The stream moves to a new connection before then, at an utterance boundary
+   * when one comes in time, and lets this one finish what it has.
+   */
+  expiring(inMs: number): void;
 }
 
 /** One open connection to a provider for one participant stream. */
