@@ -2,6 +2,7 @@ import * as v from 'valibot';
 import type { LogLevel } from './log.ts';
 import type { ProviderDeps, Provider, ProviderModule } from './backends/provider.ts';
 import { envBool, envInt, envNumber, envString, parseEnvWith } from './util/env-schema.ts';
+import { loadDispatcherConfig, type DispatcherConfig } from './sinks/dispatcher/config.ts';
 
 const Env = v.object({
   /** 0 picks a free port (tests, launchers). */
@@ -28,6 +29,8 @@ export interface Config {
   logLevel: LogLevel;
   forceCommitMs: number;
   useDispatcher: boolean;
+  /** The dispatcher's variables (DISPATCHER_*), validated at start-up like the rest. */
+  dispatcher: DispatcherConfig;
   maxMessageBytes: number;
   providerQueueMs: number;
   finishTimeoutMs: number;
@@ -45,6 +48,8 @@ export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: s
 /** Validates the environment at start-up, listing every bad variable at once. */
 export function loadConfig(env: Readonly<Record<string, string | undefined>>, modules: readonly ProviderModule[]): ConfigResult {
   const { output, errors } = parseEnvWith(Env, env);
+  const dispatcher = loadDispatcherConfig(env);
+  errors.push(...dispatcher.errors);
   const loaded = modules.map((m) => ({ module: m, ...m.load(env) }));
   for (const l of loaded) errors.push(...l.errors);
 
@@ -57,7 +62,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
   for (const name of priority) {
     if (!known.has(name)) errors.push(`PROVIDERS_PRIORITY: unknown provider "${name}" (known: ${[...known].join(', ')})`);
   }
-  if (errors.length || !output) return { ok: false, errors };
+  if (errors.length || !output || !dispatcher.config) return { ok: false, errors };
 
   // Providers named in the priority list come first, in its order; any others follow.
   const rank = (name: string) => {
@@ -77,6 +82,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
       logLevel: output.LOG_LEVEL,
       forceCommitMs: Math.round(output.FORCE_COMMIT_TIMEOUT * 1000),
       useDispatcher: output.USE_DISPATCHER,
+      dispatcher: dispatcher.config,
       maxMessageBytes: output.MAX_MESSAGE_BYTES,
       providerQueueMs: output.PROVIDER_QUEUE_MS,
       finishTimeoutMs: output.FINISH_TIMEOUT_MS,

@@ -121,7 +121,10 @@ export function createMetrics() {
     reconnects: registry.counter('transcriber_backend_reconnects_total', 'Provider stream (re)connections after the first, by provider'),
     transcripts: registry.counter('transcriber_transcripts_total', 'Transcripts produced, by provider and kind'),
     dispatcherQueue: registry.gauge('transcriber_dispatcher_queue_depth', 'Finals waiting for the dispatcher', () => state.dispatcherQueue),
-    dispatcherDropped: registry.counter('transcriber_dispatcher_dropped_total', 'Finals dropped because the dispatcher queue was full'),
+    dispatcherDropped: registry.counter(
+      'transcriber_dispatcher_dropped_total',
+      'Finals that never reached the dispatcher, by reason (queue_full, drain_timeout, closed)',
+    ),
     dispatcherDelivered: registry.counter('transcriber_dispatcher_delivered_total', 'Finals handed to the dispatcher, by transport'),
     dispatcherErrors: registry.counter('transcriber_dispatcher_errors_total', 'Dispatcher failures, by transport'),
     finalLatency: registry.histogram(

@@ -8,6 +8,9 @@ import { createLogger, type Logger } from '../../log.ts';
 import { createMetrics, type Metrics } from '../../metrics.ts';
 import { PROVIDERS } from '../../backends/registry.ts';
 import { OpusCodec } from '../../codec/opus.ts';
+import { webSocketDispatcherSinks } from '../../sinks/dispatcher/websocket.ts';
+import { trackSinks } from '../../sinks/tracked.ts';
+import { systemTimers } from '../../util/timers.ts';
 import { nodeBase64 } from './base64.ts';
 import { nodeConnector } from './connector.ts';
 import { loadOpusModule } from './wasm.ts';
@@ -25,7 +28,7 @@ export interface NodeServer {
 export interface NodeServerOptions {
   env: Readonly<Record<string, string | undefined>>;
   log?: Logger;
-  /** Extra sinks (the dispatcher), built per session. */
+  /** Extra sinks, built per session; by default the dispatcher over DISPATCHER_WS_URL. */
   sinks?: (config: Config, log: Logger, metrics: Metrics) => AppDeps['sinks'];
 }
 
@@ -45,6 +48,9 @@ export async function startNodeServer(options: NodeServerOptions): Promise<NodeS
   const result = loadConfig(options.env, PROVIDERS);
   if (!result.ok) throw new ConfigError(result.errors);
   const config = result.config;
+  if (config.useDispatcher && config.dispatcher.wsUrl === undefined) {
+    throw new ConfigError(['DISPATCHER_WS_URL: required when USE_DISPATCHER is true (the dispatcher WebSocket endpoint)']);
+  }
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
   // The transport limit sits above the app's, so an oversized frame is refused by the
@@ -52,6 +58,12 @@ export async function startNodeServer(options: NodeServerOptions): Promise<NodeS
   const { upgradeWebSocket, injectWebSocket, wss } = createNodeWebSocket({
     maxPayload: Math.max(config.maxMessageBytes * 16, 16 << 20),
   });
+
+  const sinks = trackSinks(
+    options.sinks?.(config, log, metrics) ??
+      webSocketDispatcherSinks({ config: config.dispatcher, connector: nodeConnector, log, metrics, timers: systemTimers }),
+    systemTimers,
+  );
 
   const app = new Hono();
   app.route(
@@ -65,7 +77,7 @@ export async function startNodeServer(options: NodeServerOptions): Promise<NodeS
       base64: nodeBase64,
       log,
       metrics,
-      sinks: options.sinks?.(config, log, metrics),
+      sinks: sinks.factory,
     }),
   );
 
@@ -84,11 +96,14 @@ export async function startNodeServer(options: NodeServerOptions): Promise<NodeS
     config,
     log,
     metrics,
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      await new Promise<void>((resolve) => {
         for (const client of wss.clients) client.close(1001, 'server shutting down');
         server.close(() => resolve());
         server.closeAllConnections?.();
-      }),
+      });
+      // Finals still on their way to the dispatcher get their drain before the process exits.
+      await sinks.settled(config.finishTimeoutMs + config.dispatcher.drainTimeoutMs + 2_000);
+    },
   };
 }

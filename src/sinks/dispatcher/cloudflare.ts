@@ -1,0 +1,256 @@
+/**
+ * The dispatcher on Cloudflare Workers, through bindings rather than a URL, in priority
+ * order: DISPATCHER_DO (a WebSocket to the dispatcher's Durable Object, one per session),
+ * else TRANSCRIPTION_QUEUE (Queue `send`), else TRANSCRIPTION_DISPATCHER (service-binding
+ * RPC `dispatch`). A final the higher transport fails to take goes to the next one.
+ *
+ * The core stays runtime-neutral: the bindings are described by the minimal structural
+ * interfaces below (which workerd's real objects satisfy) instead of `cloudflare:*` types.
+ */
+import type { SessionInfo } from '../../app.ts';
+import type { Logger } from '../../log.ts';
+import type { Metrics } from '../../metrics.ts';
+import { ConnectError, type SocketConnector } from '../../net.ts';
+import type { Timers } from '../../util/timers.ts';
+import type { TranscriptSink } from '../sink.ts';
+import type { DispatcherConfig } from './config.ts';
+import { FallbackTransport } from './fallback.ts';
+import type { DispatcherMessage } from './message.ts';
+import type { Outgoing } from './queue.ts';
+import { DispatcherSink } from './sink.ts';
+import type { DispatchTransport, HandBack } from './transport.ts';
+import { sessionUrl, WebSocketTransport } from './websocket.ts';
+
+export interface CfSocketEvent {
+  data?: unknown;
+  code?: number;
+  reason?: string;
+}
+
+/** The parts of workerd's WebSocket (the client end of a fetch upgrade) used here. */
+export interface CfWebSocket {
+  accept(): void;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: 'message' | 'close' | 'error', listener: (event: CfSocketEvent) => void): void;
+}
+
+export interface DurableObjectIdLike {
+  toString(): string;
+}
+
+export interface DurableObjectStubLike {
+  fetch(input: string, init?: { headers?: Record<string, string> }): Promise<{ status: number; webSocket: CfWebSocket | null }>;
+}
+
+export interface DurableObjectNamespaceLike {
+  idFromName(name: string): DurableObjectIdLike;
+  get(id: DurableObjectIdLike): DurableObjectStubLike;
+}
+
+export interface QueueLike {
+  send(message: DispatcherMessage): Promise<unknown>;
+}
+
+/** What the dispatcher's `dispatch` RPC answers; `success: false` means "try again". */
+export interface DispatchResult {
+  success: boolean;
+  dispatched: number;
+  errors?: unknown[];
+  message?: string;
+}
+
+export interface DispatcherServiceLike {
+  dispatch(message: DispatcherMessage): Promise<DispatchResult>;
+}
+
+export interface CloudflareDispatcherBindings {
+  DISPATCHER_DO?: DurableObjectNamespaceLike;
+  TRANSCRIPTION_QUEUE?: QueueLike;
+  TRANSCRIPTION_DISPATCHER?: DispatcherServiceLike;
+}
+
+export interface CloudflareDispatcherDeps {
+  bindings: CloudflareDispatcherBindings;
+  config: DispatcherConfig;
+  log: Logger;
+  metrics: Metrics;
+  timers: Timers;
+  /** The request's `ctx.waitUntil`: the drain outlives the client socket. */
+  waitUntil?: (promise: Promise<unknown>) => void;
+}
+
+/** The Durable Object's URL; only the Object sees it, the host is a placeholder. */
+const DO_URL = 'https://dispatcher.do/websocket';
+
+/** Opens WebSockets to the session's dispatcher Durable Object (`idFromName(sessionId)`). */
+export function durableObjectConnector(namespace: DurableObjectNamespaceLike, sessionId: string, timers: Timers): SocketConnector {
+  return {
+    supportsHeaders: true,
+    async connect(url, options, handlers) {
+      const stub = namespace.get(namespace.idFromName(sessionId));
+      const upgrade = stub.fetch(url, { headers: { ...options.headers, Upgrade: 'websocket' } });
+      let timer: unknown;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = timers.setTimeout(() => reject(new ConnectError('the dispatcher Durable Object did not answer in time')), options.timeoutMs ?? 10_000);
+      });
+      const response = await Promise.race([upgrade, timeout]).finally(() => timers.clearTimeout(timer));
+      const ws = response.webSocket;
+      if (response.status !== 101 || !ws) {
+        throw new ConnectError(`the dispatcher Durable Object refused the WebSocket with HTTP ${response.status}`, response.status);
+      }
+      ws.accept();
+      let closed = false;
+      const close = (code: number, reason: string) => {
+        if (closed) return;
+        closed = true;
+        handlers.close(code, reason);
+      };
+      ws.addEventListener('message', (event) => {
+        if (typeof event.data === 'string') handlers.message(event.data);
+      });
+      ws.addEventListener('close', (event) => close(event.code ?? 1005, event.reason ?? ''));
+      ws.addEventListener('error', () => close(1006, 'socket error'));
+      return {
+        send: (data) => ws.send(typeof data === 'string' ? data : new TextDecoder().decode(data)),
+        close: (code, reason) => ws.close(code, reason),
+        // workerd does not expose it; the Object's socket is in the same data centre anyway.
+        bufferedAmount: 0,
+      };
+    },
+  };
+}
+
+abstract class BindingTransport implements DispatchTransport {
+  abstract readonly name: string;
+  constructor(
+    protected readonly log: Logger,
+    private readonly metrics: Metrics,
+  ) {}
+
+  async send(item: Outgoing): Promise<void> {
+    try {
+      await this.hand(item.message);
+    } catch (error) {
+      this.metrics.dispatcherErrors.inc({ transport: this.name });
+      throw error;
+    }
+    this.metrics.dispatcherDelivered.inc({ transport: this.name });
+  }
+
+  async close(): Promise<void> {}
+
+  protected abstract hand(message: DispatcherMessage): Promise<void>;
+}
+
+export class QueueTransport extends BindingTransport {
+  readonly name = 'queue';
+  constructor(private readonly queue: QueueLike, log: Logger, metrics: Metrics) {
+    super(log, metrics);
+  }
+
+  protected async hand(message: DispatcherMessage): Promise<void> {
+    try {
+      await this.queue.send(message);
+    } catch (error) {
+      this.log.warn('Queue send failed', { messageId: message.messageId, error: describe(error) });
+      throw error;
+    }
+  }
+}
+
+export class RpcTransport extends BindingTransport {
+  readonly name = 'rpc';
+  constructor(private readonly service: DispatcherServiceLike, log: Logger, metrics: Metrics) {
+    super(log, metrics);
+  }
+
+  protected async hand(message: DispatcherMessage): Promise<void> {
+    let result: DispatchResult;
+    try {
+      result = await this.service.dispatch(message);
+    } catch (error) {
+      this.log.warn('Dispatcher RPC failed', { messageId: message.messageId, error: describe(error) });
+      throw error;
+    }
+    if (!result?.success) {
+      const detail = result?.message ?? (result?.errors === undefined ? 'success: false' : describe(result.errors));
+      this.log.warn('Dispatcher RPC failed', { messageId: message.messageId, error: detail });
+      throw new Error(`dispatcher RPC answered success: false (${detail})`);
+    }
+  }
+}
+
+/** The session's transports in priority order, from the bindings that exist. */
+export function cloudflareTransports(deps: CloudflareDispatcherDeps, sessionId: string, handBack: HandBack, log: Logger): DispatchTransport[] {
+  const { bindings, config, metrics, timers } = deps;
+  const transports: DispatchTransport[] = [];
+  if (typeof bindings.DISPATCHER_DO?.idFromName === 'function') {
+    transports.push(
+      new WebSocketTransport({
+        name: 'durable_object',
+        url: sessionUrl(DO_URL, sessionId),
+        headers: config.headers,
+        connector: durableObjectConnector(bindings.DISPATCHER_DO, sessionId, timers),
+        connectTimeoutMs: config.connectTimeoutMs,
+        recycleMs: config.reconnectIntervalMs,
+        connectedLine: 'Connected to Dispatcher DO via WebSocket',
+        log,
+        metrics,
+        timers,
+        handBack,
+      }),
+    );
+  }
+  if (typeof bindings.TRANSCRIPTION_QUEUE?.send === 'function') transports.push(new QueueTransport(bindings.TRANSCRIPTION_QUEUE, log, metrics));
+  if (typeof bindings.TRANSCRIPTION_DISPATCHER?.dispatch === 'function') {
+    transports.push(new RpcTransport(bindings.TRANSCRIPTION_DISPATCHER, log, metrics));
+  }
+  return transports;
+}
+
+/** Whether any dispatcher binding exists. */
+export function hasDispatcherBinding(bindings: CloudflareDispatcherBindings): boolean {
+  return Boolean(bindings.DISPATCHER_DO ?? bindings.TRANSCRIPTION_QUEUE ?? bindings.TRANSCRIPTION_DISPATCHER);
+}
+
+/** A dispatcher sink for one session, or undefined when no binding is configured. */
+export function createCloudflareDispatcherSink(deps: CloudflareDispatcherDeps, sessionId: string): DispatcherSink | undefined {
+  if (!hasDispatcherBinding(deps.bindings)) return undefined;
+  const log = deps.log.child({ session: sessionId });
+  return new DispatcherSink({
+    sessionId,
+    limits: { maxCount: deps.config.queueLimit, maxBytes: deps.config.queueMaxBytes },
+    drainTimeoutMs: deps.config.drainTimeoutMs,
+    log,
+    metrics: deps.metrics,
+    timers: deps.timers,
+    waitUntil: deps.waitUntil,
+    transport: (handBack) => {
+      const transports = cloudflareTransports(deps, sessionId, handBack, log);
+      return transports.length === 1 ? transports[0]! : new FallbackTransport(transports, deps.timers, log);
+    },
+  });
+}
+
+/** For `AppDeps.sinks` in the Worker: the dispatcher sink of each session that wants one. */
+export function cloudflareDispatcherSinks(deps: CloudflareDispatcherDeps): (session: SessionInfo) => TranscriptSink[] {
+  return (session) => {
+    if (!session.useDispatcher) return [];
+    if (!hasDispatcherBinding(deps.bindings)) {
+      deps.log.warn('dispatcher requested but no DISPATCHER_DO, TRANSCRIPTION_QUEUE or TRANSCRIPTION_DISPATCHER binding exists');
+      return [];
+    }
+    if (session.sessionId === undefined) {
+      deps.log.warn('dispatcher requested without a sessionId; finals are not dispatched');
+      return [];
+    }
+    const sink = createCloudflareDispatcherSink(deps, session.sessionId);
+    return sink ? [sink] : [];
+  };
+}
+
+function describe(error: unknown): string {
+  const text = error instanceof Error ? error.message : typeof error === 'string' ? error : JSON.stringify(error);
+  return (text ?? String(error)).slice(0, 300);
+}

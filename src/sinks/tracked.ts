@@ -1,0 +1,46 @@
+import type { SessionInfo } from '../app.ts';
+import type { Timers } from '../util/timers.ts';
+import type { TranscriptSink } from './sink.ts';
+
+export interface TrackedSinks {
+  /** The factory for `AppDeps.sinks`, whose sinks are counted until their `close` settles. */
+  factory: (session: SessionInfo) => TranscriptSink[];
+  /** Resolves once every sink made so far has closed, or after `timeoutMs`. */
+  settled(timeoutMs: number): Promise<void>;
+}
+
+/**
+ * Counts the live sinks of a factory, so that a shutdown can wait for their drains (the
+ * dispatcher's queue) before the process exits, instead of dropping what they hold.
+ */
+export function trackSinks(make: (session: SessionInfo) => TranscriptSink[], timers: Timers): TrackedSinks {
+  const live = new Set<TranscriptSink>();
+  const waiters = new Set<() => void>();
+  const release = (sink: TranscriptSink) => {
+    live.delete(sink);
+    if (live.size === 0) for (const wake of [...waiters]) wake();
+  };
+  return {
+    factory: (session) =>
+      make(session).map((sink) => {
+        const tracked: TranscriptSink = {
+          outlivesClient: sink.outlivesClient,
+          deliver: (result) => sink.deliver(result),
+          close: () => sink.close().finally(() => release(tracked)),
+        };
+        live.add(tracked);
+        return tracked;
+      }),
+    settled: (timeoutMs) =>
+      new Promise<void>((resolve) => {
+        if (live.size === 0) return resolve();
+        const done = () => {
+          timers.clearTimeout(timer);
+          waiters.delete(done);
+          resolve();
+        };
+        const timer = timers.setTimeout(done, timeoutMs);
+        waiters.add(done);
+      }),
+  };
+}

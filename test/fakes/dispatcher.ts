@@ -1,0 +1,157 @@
+/**
+ * A fake transcript dispatcher: a WebSocket server on 127.0.0.1 that records every message
+ * with the connection it came on, and each connection's handshake URL and headers.
+ *
+ * Faults: refuse upgrades with HTTP 503 (for a window of time, or until told otherwise),
+ * and drop live connections (TCP torn down, as when the dispatcher's host dies).
+ */
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+
+export interface DispatchedMessage {
+  sessionId: string;
+  endpointId: string;
+  text: string;
+  timestamp: number;
+  language?: string;
+  messageId: string;
+}
+
+export interface DispatcherConnection {
+  readonly id: number;
+  /** The request target of the handshake, e.g. `/ingest?region=eu&sessionId=s1`. */
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly messages: DispatchedMessage[];
+  closedWith: { code: number; by: 'client' | 'server' } | undefined;
+}
+
+export class FakeDispatcher {
+  readonly connections: DispatcherConnection[] = [];
+  /** Every message received, in arrival order, with the connection it came on. */
+  readonly received: { connection: number; message: DispatchedMessage }[] = [];
+  /** Upgrades answered with 503. */
+  refusals = 0;
+  private refusing = false;
+  private refusingUntil = 0;
+  private readonly sockets = new Map<number, WebSocket>();
+  private readonly listeners = new Set<() => void>();
+
+  private constructor(
+    private readonly server: Server,
+    private readonly wss: WebSocketServer,
+  ) {}
+
+  static async start(): Promise<FakeDispatcher> {
+    const server = createServer((_req, res) => res.writeHead(426).end('WebSocket only'));
+    const wss = new WebSocketServer({ noServer: true });
+    const fake = new FakeDispatcher(server, wss);
+    server.on('upgrade', (req, socket, head) => fake.onUpgrade(req, socket, head));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return fake;
+  }
+
+  /** The value for DISPATCHER_WS_URL (with `path`, which may carry a query). */
+  url(path = '/ingest'): string {
+    return `ws://127.0.0.1:${(this.server.address() as AddressInfo).port}${path}`;
+  }
+
+  messages(): DispatchedMessage[] {
+    return this.received.map((r) => r.message);
+  }
+
+  /** Refuses upgrades with 503 from now on, until `accept()`. */
+  refuse(): void {
+    this.refusing = true;
+  }
+
+  accept(): void {
+    this.refusing = false;
+    this.refusingUntil = 0;
+  }
+
+  /** Refuses upgrades with 503 for `ms` from now. */
+  refuseFor(ms: number): void {
+    this.refusingUntil = Date.now() + ms;
+  }
+
+  /** Tears down every live connection without a close handshake. */
+  dropConnections(): void {
+    for (const [id, ws] of this.sockets) {
+      const conn = this.connections[id - 1]!;
+      conn.closedWith ??= { code: 1006, by: 'server' };
+      ws.terminate();
+    }
+    this.sockets.clear();
+    this.notify();
+  }
+
+  /** The dispatcher goes down for `ms`: live connections dropped, new ones refused. */
+  outage(ms: number): void {
+    this.refuseFor(ms);
+    this.dropConnections();
+  }
+
+  get down(): boolean {
+    return this.refusing || Date.now() < this.refusingUntil;
+  }
+
+  /** Resolves when `predicate` holds, checked after every message, connection and close. */
+  waitFor(predicate: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+    if (predicate()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!predicate()) return;
+        cleanup();
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`fake dispatcher: timed out waiting for ${what}`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.listeners.delete(check);
+      };
+      this.listeners.add(check);
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const ws of this.wss.clients) ws.terminate();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private notify(): void {
+    for (const listener of [...this.listeners]) listener();
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.down) {
+      this.refusals++;
+      const body = 'dispatcher unavailable';
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+      this.notify();
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      const conn: DispatcherConnection = { id: this.connections.length + 1, url: req.url ?? '', headers: req.headers, messages: [], closedWith: undefined };
+      this.connections.push(conn);
+      this.sockets.set(conn.id, ws);
+      ws.on('message', (data) => {
+        const message = JSON.parse(data.toString()) as DispatchedMessage;
+        conn.messages.push(message);
+        this.received.push({ connection: conn.id, message });
+        this.notify();
+      });
+      ws.on('close', (code) => {
+        conn.closedWith ??= { code, by: 'client' };
+        this.sockets.delete(conn.id);
+        this.notify();
+      });
+      this.notify();
+    });
+  }
+}
