@@ -1,0 +1,79 @@
+/**
+ * A command-line media server: streams an audio file to /transcribe at real-time pace and
+ * prints what comes back.
+ *
+ *   npm run stream -- FILE [URL]
+ *
+ * FILE is an Ogg Opus file (sent as 200-byte slices every 20 ms, as health checks do) or a
+ * JVB capture in the shared fixtures' JSON-lines format (frames replayed at their pace).
+ * URL defaults to ws://localhost:8080/transcribe?sessionId=cli&sendBack=true&sendBackInterim=true.
+ */
+import { readFileSync } from 'node:fs';
+import WebSocket from 'ws';
+
+const [file, url = 'ws://localhost:8080/transcribe?sessionId=cli&sendBack=true&sendBackInterim=true'] = process.argv.slice(2);
+if (!file) {
+  console.error('usage: npm run stream -- FILE.ogg|CAPTURE.jsonl [ws://host:port/transcribe?...]');
+  process.exit(2);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Frames to send, each with its delay (ms) after the previous one. */
+function frames(path: string): [delayMs: number, frame: string][] {
+  const bytes = readFileSync(path);
+  if (bytes.subarray(0, 4).toString('latin1') === 'OggS') {
+    const out: [number, string][] = [[0, JSON.stringify({ event: 'start', start: { tag: 'cli-0', mediaFormat: { encoding: 'ogg-opus' } } })]];
+    for (let at = 0, chunk = 1; at < bytes.length; at += 200, chunk++) {
+      const payload = bytes.subarray(at, at + 200).toString('base64');
+      out.push([20, JSON.stringify({ event: 'media', media: { tag: 'cli-0', chunk, timestamp: chunk * 960, payload } })]);
+    }
+    return out;
+  }
+  let previous: number | undefined;
+  return bytes
+    .toString('utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const { timestamp, data } = JSON.parse(line) as { timestamp: number; data: string };
+      const delay = previous === undefined ? 0 : timestamp - previous;
+      previous = timestamp;
+      return [delay, data];
+    });
+}
+
+const ws = new WebSocket(url);
+ws.on('unexpected-response', (_req, res) => {
+  let body = '';
+  res.on('data', (d: Buffer) => (body += d.toString()));
+  res.on('end', () => {
+    console.error(`refused: HTTP ${res.statusCode} ${body}`);
+    process.exit(1);
+  });
+});
+ws.on('error', (err) => {
+  console.error(`cannot connect to ${url}: ${err.message}`);
+  process.exit(1);
+});
+ws.on('message', (data) => {
+  const msg = JSON.parse(data.toString()) as { event: string; is_interim?: boolean; participant?: { tag: string }; transcript?: { text: string }[] };
+  if (msg.event === 'transcription-result') {
+    console.log(`${msg.is_interim ? 'interim' : 'FINAL  '} ${msg.participant?.tag}: ${msg.transcript?.[0]?.text}`);
+  } else {
+    console.log(JSON.stringify(msg));
+  }
+});
+ws.on('close', (code, reason) => {
+  console.log(`closed ${code} ${reason.toString()}`);
+  process.exit(0);
+});
+ws.on('open', async () => {
+  for (const [delay, frame] of frames(file)) {
+    if (delay > 0) await sleep(delay);
+    ws.send(frame);
+  }
+  // Finals of the last utterance follow the idle commit (FORCE_COMMIT_TIMEOUT).
+  await sleep(8000);
+  ws.close(1000, 'done');
+});
