@@ -22,6 +22,7 @@ import type { DispatchTransport, HandBack } from './transport.ts';
 import { sessionUrl, WebSocketTransport } from './websocket.ts';
 
 export interface CfSocketEvent {
+  readonly type: string;
   data?: unknown;
   code?: number;
   reason?: string;
