@@ -80,6 +80,7 @@ export class ProviderStream {
   private failures = 0;
   private retryAt = 0;
   private retryTimer: unknown;
+  private flushQueued = false;
   private serial = 0;
   private closed = false;
   private readonly retiring = new Set<Promise<void>>();
@@ -123,6 +124,8 @@ export class ProviderStream {
     const link = this.link;
     if (link?.conn) link.conn.flush();
     else if (link) link.flushOnOpen = true;
+    // Backing off: the queued utterance still needs its end once a connection opens.
+    else if (this.queue.length) this.flushQueued = true;
   }
 
   /** Finalise what is in flight (bounded by `timeoutMs`), then close everything. */
@@ -184,10 +187,11 @@ export class ProviderStream {
       openedAt: this.o.timers.now(),
       timeline: new Timeline(),
       healthy: false,
-      flushOnOpen: false,
+      flushOnOpen: this.flushQueued,
       expiring: false,
     };
     this.link = link;
+    this.flushQueued = false;
     const { provider } = this.o;
     const attempt = provider
       .connect(
@@ -218,6 +222,7 @@ export class ProviderStream {
         },
         (err: unknown) => {
           if (this.link === link) this.link = undefined;
+          if (link.flushOnOpen) this.flushQueued = true;
           this.fail(err instanceof ProviderError ? err : new ProviderError(String(err), 'handshake'), false);
         },
       )
@@ -314,6 +319,10 @@ export class ProviderStream {
     this.failures++;
     const wait = err.retryable ? backoffMs(this.failures, MIN_BACKOFF_MS, MAX_BACKOFF_MS) : MAX_BACKOFF_MS;
     this.retryAt = this.o.timers.now() + wait;
+    // Audio queued while this attempt failed may be all there is: it must not wait for more.
+    if (this.queue.length && this.retryTimer === undefined && !this.closed) {
+      this.retryTimer = this.o.timers.setTimeout(() => this.retryNow(), wait);
+    }
     this.o.metrics.backendErrors.inc({ provider: this.o.provider.name, kind: err.kind });
     this.o.log.warn(afterOpen ? 'provider connection lost' : 'provider connection failed', {
       provider: this.o.provider.name,
