@@ -35,6 +35,8 @@ export interface AppDeps {
   metrics: Metrics;
   base64?: Base64Codec;
   timers?: Timers;
+  /** Whether a dispatcher is configured, so `useDispatcher=true` can be honoured. */
+  dispatcherAvailable?: boolean;
   /** Sinks besides the client socket, e.g. the dispatcher when the session asks for it. */
   sinks?: (session: SessionInfo) => TranscriptSink[];
 }
@@ -79,7 +81,10 @@ export function createApp(deps: AppDeps): Hono {
     if (providers.size === 0) {
       return c.text(`no speech-to-text provider is configured: set ${config.missingProviderHint}`, 503);
     }
-    const parsed = parseTranscribeParams(new URL(c.req.url).searchParams, providerNames, config.useDispatcher);
+    const parsed = parseTranscribeParams(new URL(c.req.url).searchParams, providerNames, {
+      byDefault: config.useDispatcher,
+      available: deps.dispatcherAvailable ?? false,
+    });
     if (!parsed.ok) return c.text(parsed.reason, 400);
     const codec = await deps.codec();
     metrics.state.liveDecoders = () => codec.liveDecoders;

@@ -24,7 +24,7 @@ const ENCODINGS: Record<string, InputEncoding> = { opus: 'opus', 'ogg-opus': 'og
 export function parseTranscribeParams(
   query: URLSearchParams,
   configured: readonly string[],
-  dispatcherByDefault: boolean,
+  dispatcher: { byDefault: boolean; available: boolean },
 ): ParamsResult {
   // Booleans are true only for the literal string "true".
   const flag = (name: string) => query.get(name) === 'true';
@@ -53,8 +53,16 @@ export function parseTranscribeParams(
   const useDispatcher = dispatcherParam === null ? undefined : dispatcherParam === 'true';
   const sendBack = flag('sendBack');
   const sendBackInterim = flag('sendBackInterim');
-  if (!sendBack && !sendBackInterim && !(useDispatcher ?? dispatcherByDefault)) {
+  if (useDispatcher && !dispatcher.available) {
+    return { ok: false, reason: 'useDispatcher=true but this server has no dispatcher configured' };
+  }
+  const toDispatcher = useDispatcher ?? dispatcher.byDefault;
+  if (!sendBack && !sendBackInterim && !toDispatcher) {
     return { ok: false, reason: 'No transcription output method specified' };
+  }
+  // The dispatcher routes by session: without an id its finals would have nowhere to go.
+  if (toDispatcher && sessionId === undefined) {
+    return { ok: false, reason: 'sessionId is required when transcripts go to the dispatcher (useDispatcher=true or USE_DISPATCHER)' };
   }
   return {
     ok: true,

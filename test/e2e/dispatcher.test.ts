@@ -236,6 +236,15 @@ describe('dispatcher over WebSocket (Node)', () => {
     expect(sessions).not.toContain('quiet');
     expect(new Set(dispatcher.messages().map((m) => m.sessionId))).toEqual(new Set(['loud']));
   });
+
+  it('refuses a dispatched session without a sessionId before the upgrade, since finals route by it', async () => {
+    const { connect } = await start({ USE_DISPATCHER: 'true' });
+    const refused = await connect('sendBack=true').then(
+      () => undefined,
+      (e: { status?: number; body?: string }) => e,
+    );
+    expect(refused).toMatchObject({ status: 400, body: expect.stringContaining('sessionId is required') });
+  });
 });
 
 describe('dispatcher configuration', () => {

@@ -71,6 +71,7 @@ describe('HTTP', () => {
     ['sendBack=true&encoding=mp3', 'encoding must be opus or ogg-opus'],
     ['sendBack=true&lang=english!', 'lang must be'],
     ['sendBack=true&sessionId=' + 'x'.repeat(300), 'sessionId must be'],
+    ['sessionId=x&useDispatcher=true', 'useDispatcher=true but this server has no dispatcher configured'],
   ])('refuses %s before the upgrade with a one-line 400', async (query, reason) => {
     const { status, body } = await refusal(wsUrl(query));
     expect(status).toBe(400);

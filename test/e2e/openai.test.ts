@@ -178,7 +178,8 @@ describe('output gating and provider behaviour', () => {
 
   it('sends no interims unless sendBackInterim=true, and nothing with sendBack=false', async () => {
     const finalsOnly = await proxy.connect({ sendBack: 'true' });
-    const dispatcherOnly = await proxy.connect({ sendBack: 'false', useDispatcher: 'true' });
+    // Interims are asked for, but only ever go out together with sendBack.
+    const dispatcherOnly = await proxy.connect({ sendBack: 'false', sendBackInterim: 'true' });
     await Promise.all([replayJvb(finalsOnly, { pace: 'fast', records: capture }), replayJvb(dispatcherOnly, { pace: 'fast', records: capture })]);
     await finalsOnly.waitFor(() => finalsOnly.finals(TAG_A).length > 0 && finalsOnly.finals(TAG_B).length > 0, 'finals');
     expect(finalsOnly.interims()).toEqual([]);

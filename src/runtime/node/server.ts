@@ -78,6 +78,7 @@ export async function startNodeServer(options: NodeServerOptions): Promise<NodeS
       log,
       metrics,
       sinks: sinks.factory,
+      dispatcherAvailable: options.sinks !== undefined || config.dispatcher.wsUrl !== undefined,
     }),
   );
 
