@@ -4,6 +4,7 @@
  * codec in the path), and a graceful shutdown.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TAG_A, TAG_B, TestClient, replayJvb } from '../helpers/client.ts';
 import { startDenoProcess, type DenoProcess } from './deno-process.ts';
@@ -57,6 +58,16 @@ describe('Deno server', () => {
     });
     await client.close();
     expect(client.closed?.code).toBe(1000);
+  });
+
+  it("agrees to the client's subprotocol, as the Node server does", async () => {
+    const ws = new WebSocket(wsUrl('sessionId=conf-p&sendBack=true'), ['jitsi-transcriber']);
+    const info = new Promise<string>((resolve) => ws.once('message', (data) => resolve(data.toString())));
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    expect(ws.protocol).toBe('jitsi-transcriber');
+    expect(JSON.parse(await info)).toMatchObject({ event: 'info', runtime: 'deno' });
+    ws.close(1000);
+    await new Promise((resolve) => ws.once('close', resolve));
   });
 
   it('transcribes the JVB capture through the provider, authenticated by header', async () => {

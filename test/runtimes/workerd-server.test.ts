@@ -4,6 +4,7 @@
  * through the fake OpenAI server over the fetch-upgrade connector.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TAG_A, TAG_B, TestClient, replayJvb } from '../helpers/client.ts';
 import { startWorker, type RunningWorker } from './workerd-harness.ts';
@@ -60,6 +61,16 @@ describe('workerd app', () => {
     });
     await client.close();
     expect(client.closed).toEqual({ code: 1000, reason: 'done' });
+  });
+
+  it("agrees to the client's subprotocol, as the Node server does", async () => {
+    const ws = new WebSocket(wsUrl('/transcribe?sessionId=conf-p&sendBack=true'), ['jitsi-transcriber']);
+    const info = new Promise<string>((resolve) => ws.once('message', (data) => resolve(data.toString())));
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    expect(ws.protocol).toBe('jitsi-transcriber');
+    expect(JSON.parse(await info)).toMatchObject({ event: 'info', runtime: 'workerd' });
+    ws.close(1000);
+    await new Promise((resolve) => ws.once('close', resolve));
   });
 
   it('transcribes the JVB capture through the provider, authenticated by header', async () => {

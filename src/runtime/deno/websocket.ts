@@ -12,7 +12,8 @@ export function createDenoWebSocket() {
 
   const upgradeWebSocket: UpgradeWebSocket<WebSocket> = defineWebSocketHelper<WebSocket>((c, events) => {
     if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') return;
-    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    const protocol = firstProtocol(c.req.header('sec-websocket-protocol'));
+    const { socket, response } = Deno.upgradeWebSocket(c.req.raw, protocol === undefined ? {} : { protocol });
     // Already Deno's default for accepted sockets; set so binary frames never arrive as Blob.
     socket.binaryType = 'arraybuffer';
     const url = new URL(c.req.url);
@@ -24,7 +25,7 @@ export function createDenoWebSocket() {
         return socket.readyState as 0 | 1 | 2 | 3;
       },
       url,
-      protocol: socket.protocol,
+      protocol: protocol ?? '',
     });
     socket.onopen = (event) => {
       sockets.add(socket);
@@ -41,3 +42,14 @@ export function createDenoWebSocket() {
 
   return { upgradeWebSocket, sockets };
 }
+
+/**
+ * Like Node's `ws` server, agree to the client's first subprotocol. Deno.upgradeWebSocket
+ * splits the offer on ", " exactly and throws (a 500) for a protocol it did not find that
+ * way, so an offer written "a,b" (as Node's `ws` client writes it) gets no agreement.
+ */
+export function firstProtocol(offer: string | undefined): string | undefined {
+  const first = offer?.split(',')[0]?.trim();
+  return first && offer!.split(', ').includes(first) ? first : undefined;
+}
+

@@ -28,6 +28,8 @@ export const upgradeWebSocket: UpgradeWebSocket<WebSocket> = defineWebSocketHelp
   const client = pair[0];
   const server = pair[1];
   const url = new URL(c.req.url);
+  // Like Node's `ws` server: agree to the client's first subprotocol, if it offers any.
+  const protocol = c.req.header('sec-websocket-protocol')?.split(',')[0]?.trim() || undefined;
   const ctx = new WSContext<WebSocket>({
     send: (data) => server.send(data),
     close: (code, reason) => server.close(code, reason),
@@ -36,7 +38,7 @@ export const upgradeWebSocket: UpgradeWebSocket<WebSocket> = defineWebSocketHelp
       return server.readyState as 0 | 1 | 2 | 3;
     },
     url,
-    protocol: server.protocol,
+    protocol: protocol ?? '',
   });
   server.binaryType = 'arraybuffer';
   server.addEventListener('message', (event) => events.onMessage?.(event, ctx));
@@ -55,5 +57,6 @@ export const upgradeWebSocket: UpgradeWebSocket<WebSocket> = defineWebSocketHelp
   // Accepted means open from our side: what onOpen sends now is queued ahead of any reply,
   // and no message event can run before this handler returns the 101.
   events.onOpen?.(new Event('open'), ctx);
-  return new Response(null, { status: 101, webSocket: client });
+  const headers: Record<string, string> = protocol === undefined ? {} : { 'Sec-WebSocket-Protocol': protocol };
+  return new Response(null, { status: 101, webSocket: client, headers });
 });

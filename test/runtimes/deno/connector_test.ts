@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { Hono } from 'hono';
 import { ConnectError, type OutboundSocket } from '../../../src/net.ts';
 import { denoConnector, handshakeStatus } from '../../../src/runtime/deno/connector.ts';
-import { createDenoWebSocket } from '../../../src/runtime/deno/websocket.ts';
+import { createDenoWebSocket, firstProtocol } from '../../../src/runtime/deno/websocket.ts';
 
 interface Seen {
   events: string[];
@@ -147,4 +147,11 @@ Deno.test('denoConnector gives up on a handshake that never completes', async ()
 Deno.test('handshakeStatus reads the status from Deno error messages', () => {
   assert.deepEqual(handshakeStatus('NetworkError: failed to connect to WebSocket: Invalid status code: 401'), 401);
   assert.deepEqual(handshakeStatus('NetworkError: failed to connect to WebSocket: tcp connect error'), undefined);
+});
+
+Deno.test('firstProtocol agrees only where Deno.upgradeWebSocket can', () => {
+  assert.equal(firstProtocol(undefined), undefined);
+  assert.equal(firstProtocol('jitsi'), 'jitsi');
+  assert.equal(firstProtocol('jitsi, other'), 'jitsi');
+  assert.equal(firstProtocol('jitsi,other'), undefined);
 });
