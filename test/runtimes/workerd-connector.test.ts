@@ -21,7 +21,7 @@ function startEchoServer(): Promise<Server> {
   const http = createServer((_req, res) => res.writeHead(404).end());
   http.on('upgrade', (req, socket, head) => {
     if (req.url === '/refuse') {
-      socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: 11\r\nConnection: close\r\n\r\nno such key');
+      socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: 11\r\nConnection: close\r\nX-Reason: bad-key\r\n\r\nno such key');
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
@@ -83,12 +83,16 @@ describe('workerdConnector', () => {
     expect(handshakes[0]!.protocol).toBe('realtime');
   });
 
-  it('reports a refused handshake with its HTTP status', async () => {
+  it('reports a refused handshake with its HTTP status, headers and body', async () => {
     expect(await run({ url: `${base}/refuse`, messages: 0 })).toEqual({
       ok: false,
       error: 'ConnectError',
       message: 'handshake refused with HTTP 401',
       status: 401,
+      refusal: {
+        headers: { 'content-type': 'text/plain', 'content-length': '11', connection: 'close', 'x-reason': 'bad-key' },
+        body: 'no such key',
+      },
     });
   });
 

@@ -15,4 +15,4 @@ export type Received = { text: string } | { bytes: number[] };
 
 export type ProbeResult =
   | { ok: true; messages: Received[]; closed?: { code: number; reason: string } }
-  | { ok: false; error: string; message: string; status?: number };
+  | { ok: false; error: string; message: string; status?: number; refusal?: { headers: Record<string, string>; body: string } };

@@ -1,7 +1,10 @@
-import { ConnectError, type OutboundSocket, type SocketConnector } from '../../net.ts';
+import { ConnectError, type HandshakeRefusal, type OutboundSocket, type SocketConnector } from '../../net.ts';
 import { closeBack } from './websocket.ts';
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+const MAX_REFUSAL_BODY = 2048;
+/** A refusal whose body never ends must not hold the caller's retry. */
+const REFUSAL_BODY_WAIT_MS = 2_000;
 
 /** workerd's fetch only speaks http(s); the Upgrade header makes it a WebSocket handshake. */
 export function toHandshakeUrl(url: string): string {
@@ -27,8 +30,7 @@ export const workerdConnector: SocketConnector = {
     }
     const ws = response.webSocket;
     if (response.status !== 101 || ws === null) {
-      await response.body?.cancel();
-      throw new ConnectError(`handshake refused with HTTP ${response.status}`, response.status);
+      throw new ConnectError(`handshake refused with HTTP ${response.status}`, response.status, await refusalOf(response));
     }
 
     let closed = false;
@@ -61,3 +63,41 @@ export const workerdConnector: SocketConnector = {
     return socket;
   },
 };
+
+/** The headers and the start of the body of a refused handshake: they say why. */
+async function refusalOf(response: Response): Promise<HandshakeRefusal> {
+  const headers: Record<string, string> = {};
+  response.headers.forEach((value, name) => {
+    headers[name] = value;
+  });
+  return { headers, body: await bodyExcerpt(response) };
+}
+
+async function bodyExcerpt(response: Response): Promise<string> {
+  const reader = response.body?.getReader();
+  if (reader === undefined) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const gaveUp = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), REFUSAL_BODY_WAIT_MS)));
+  try {
+    while (size < MAX_REFUSAL_BODY) {
+      const next = await Promise.race([reader.read(), gaveUp]);
+      if (next === undefined || next.done) break;
+      chunks.push(next.value);
+      size += next.value.length;
+    }
+  } catch {
+    // What arrived before the failure is still worth reporting.
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+    reader.cancel().catch(() => {});
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  return new TextDecoder().decode(bytes).slice(0, MAX_REFUSAL_BODY);
+}

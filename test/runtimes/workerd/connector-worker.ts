@@ -34,7 +34,13 @@ async function probe(p: Probe): Promise<ProbeResult> {
     return { ok: true, messages, ...(closed ? { closed } : {}) };
   } catch (error) {
     if (!(error instanceof ConnectError)) throw error;
-    return { ok: false, error: error.name, message: error.message, ...(error.status === undefined ? {} : { status: error.status }) };
+    return {
+      ok: false,
+      error: error.name,
+      message: error.message,
+      ...(error.status === undefined ? {} : { status: error.status }),
+      ...(error.refusal === undefined ? {} : { refusal: error.refusal }),
+    };
   }
 }
 
