@@ -24,8 +24,15 @@ export interface DenoProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** `env` is the server's whole environment; PORT=0 and HOST=127.0.0.1 unless given. */
+/**
+ * `env` is the server's whole environment; PORT=0 and HOST=127.0.0.1 unless given. The
+ * server's lines are captured in `logs`, never printed, so there is no noise to turn down.
+ */
 export function startDenoProcess(env: Record<string, string>): Promise<DenoProcess> {
+  if (env.LOG_LEVEL === 'warn' || env.LOG_LEVEL === 'error') {
+    // It would never be found, and the launcher would wait forever.
+    return Promise.reject(new Error(`LOG_LEVEL=${env.LOG_LEVEL} hides the info-level "listening" line that gives the port`));
+  }
   const child = spawn(DENO, ['run', '--allow-net', '--allow-env', '--allow-read', 'src/runtime/deno.ts'], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', NO_COLOR: '1', DENO_NO_UPDATE_CHECK: '1', PORT: '0', HOST: '127.0.0.1', ...env },
