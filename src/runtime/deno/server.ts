@@ -72,7 +72,16 @@ export async function startDenoServer(options: DenoServerOptions): Promise<DenoS
   const server = await new Promise<Deno.HttpServer<Deno.NetAddr>>((resolve) => {
     // onListen replaces Deno's own "Listening on" line, which would break JSON-lines stdout.
     const s: Deno.HttpServer<Deno.NetAddr> = Deno.serve(
-      { port: config.port, hostname: config.host, onListen: () => queueMicrotask(() => resolve(s)) },
+      {
+        port: config.port,
+        hostname: config.host,
+        onListen: () => queueMicrotask(() => resolve(s)),
+        // Deno's default prints a stack to stderr; keep the logs JSON lines, as on Node.
+        onError: (error) => {
+          log.error('request failed', { error: error instanceof Error ? error : String(error) });
+          return new Response('internal error', { status: 500 });
+        },
+      },
       app.fetch,
     );
   });
