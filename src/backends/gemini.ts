@@ -79,7 +79,7 @@ class GeminiConnection implements ProviderConnection {
     return new Promise<void>((resolve, reject) => {
       const timer = this.deps.timers.setTimeout(() => {
         this.setup?.reject(new ProviderError(`Gemini did not confirm the session setup within ${SETUP_TIMEOUT_MS} ms`, 'handshake'));
-        this.close();
+        socket.close(1000, 'setup timed out');
       }, SETUP_TIMEOUT_MS);
       this.setup = {
         resolve: () => {
