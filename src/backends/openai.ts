@@ -131,8 +131,10 @@ class OpenAIConnection implements ProviderConnection {
         if (itemId) this.item(itemId).audioStartMs = Number(msg.audio_start_ms);
         break;
       case 'input_audio_buffer.committed':
+        // Not a reason to forget uncommitted audio: a server-VAD commit covers the audio up
+        // to the end of speech, and whatever was sent after it still needs our idle commit
+        // (an empty buffer only earns a harmless commit_empty).
         this.awaitingCommit = false;
-        this.uncommittedMs = 0;
         if (itemId) {
           this.item(itemId);
           this.order.push(itemId);

@@ -131,6 +131,11 @@ export class FakeRealtimeConnection {
     return this.chunks[0] ?? new Int16Array(0);
   }
 
+  /** Whether an utterance is open: speech started and neither silence nor a commit ended it. */
+  get speaking(): boolean {
+    return this.speech !== undefined;
+  }
+
   /** The transcripts of the completed items, in the order they were sent. */
   completed(): string[] {
     return this.sent
