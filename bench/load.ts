@@ -1,6 +1,7 @@
 /**
  * Load benchmark (`npm run bench`): the built Node server (dist/, its own process) in front
- * of the fake OpenAI Realtime server (this process, timing-only mode), driven by N sessions
+ * of a provider that only records arrivals (bench/sinks.ts, in this process): OpenAI
+ * Realtime (decoded PCM), then Deepgram (Opus passed through), driven by N sessions
  * x 2 participants at real-time pace with the JVB capture's packets. Every participant talks
  * all the time (its packets looped, one every 20 ms): the worst case, with no DTX pauses.
  *
@@ -13,7 +14,7 @@
  * overhead shows as a ratio. Machine noise hits every figure; compare ratios, not runs.
  *
  *   npm run bench                      (builds dist/ first)
- *   BENCH_SESSIONS=25,50,100 BENCH_SECONDS=20 npm run bench
+ *   BENCH_SESSIONS=25,50,100 BENCH_PASS_THROUGH_SESSIONS=100 BENCH_SECONDS=20 npm run bench
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -21,16 +22,17 @@ import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
 import { OpusCodec } from '../src/codec/opus.ts';
 import { loadOpusModule } from '../src/runtime/node/wasm.ts';
-import { FakeOpenAI, type FakeRealtimeConnection } from '../test/fakes/openai-realtime.ts';
+import { deepgramSink, openaiSink, type ProviderStreamTiming, type TimingSink } from './sinks.ts';
 import { jvbPacketsByTag } from '../test/helpers/fixtures.ts';
 
 const SESSIONS = (process.env.BENCH_SESSIONS ?? '25,50,100,150').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 /** CPU and RSS are read after this warm-up (connections open, JIT warm). */
 const WARMUP_SECONDS = 4;
-/** Participant B starts this long after A, so the fake can tell their connections apart. */
+/** Participant B starts this long after A, so their provider connections open in that order. */
 const B_OFFSET_MS = 250;
-const TARGETS = { streamsPerCore: 250, p99Ms: 5, rssKbPerStream: 150 };
+const PASS_THROUGH_SESSIONS = (process.env.BENCH_PASS_THROUGH_SESSIONS ?? '50,150').split(',').map(Number);
+const TARGETS = { streamsPerCore: 250, p99Ms: 5, rssKbPerStream: 150, passThroughStreamsPerCore: 1500 };
 const TICKS_PER_SECOND = 100; // Linux USER_HZ, the unit of /proc/<pid>/stat times
 
 const tags = [...jvbPacketsByTag().entries()];
@@ -70,7 +72,7 @@ interface ServerProcess {
   port: number;
 }
 
-async function startServer(fake: FakeOpenAI): Promise<ServerProcess> {
+async function startServer(sink: TimingSink): Promise<ServerProcess> {
   const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=/tmp/bench-prof'] : [];
   const child = spawn(process.execPath, [...profile, 'dist/runtime/node.js'], {
     env: {
@@ -78,10 +80,7 @@ async function startServer(fake: FakeOpenAI): Promise<ServerProcess> {
       PORT: '0',
       HOST: '127.0.0.1',
       LOG_LEVEL: 'info',
-      OPENAI_API_KEY: fake.apiKey,
-      OPENAI_BASE_URL: fake.baseUrl,
-      // The fake runs no VAD here: the proxy's idle commit is the only one, never reached.
-      OPENAI_TURN_DETECTION: 'null',
+      ...sink.env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -164,21 +163,18 @@ async function drive(sockets: WebSocket[], seconds: number): Promise<Stream[]> {
   return streams;
 }
 
-/** Pairs each stream with its provider connection: session from `language`, participant by order. */
-function delays(streams: Stream[], connections: FakeRealtimeConnection[], fromFrame: number, toFrame: number): number[] {
-  const bySession = new Map<number, FakeRealtimeConnection[]>();
-  for (const conn of connections) {
-    const language = (conn.sessionUpdates[0] as { audio?: { input?: { transcription?: { language?: string } } } })?.audio?.input?.transcription?.language;
-    const session = Number(/-s(\d+)$/.exec(language ?? '')?.[1]);
-    if (!Number.isInteger(session)) continue;
-    bySession.set(session, [...(bySession.get(session) ?? []), conn]);
+/** Pairs each sent stream with its provider stream: the session by language, the participant by order. */
+function delays(streams: Stream[], received: ProviderStreamTiming[], fromFrame: number, toFrame: number): number[] {
+  const bySession = new Map<number, ProviderStreamTiming[]>();
+  for (const r of received) {
+    if (Number.isInteger(r.session)) bySession.set(r.session, [...(bySession.get(r.session) ?? []), r]);
   }
   const out: number[] = [];
   for (const stream of streams) {
-    const conn = bySession.get(stream.session)?.[stream.participant];
-    if (!conn) continue;
-    const end = Math.min(toFrame, stream.sent.length, conn.appendArrivals.length);
-    for (let i = fromFrame; i < end; i++) out.push(Number(conn.appendArrivals[i]! - stream.sent[i]!) / 1e6);
+    const arrivals = bySession.get(stream.session)?.[stream.participant]?.arrivals;
+    if (!arrivals) continue;
+    const end = Math.min(toFrame, stream.sent.length, arrivals.length);
+    for (let i = fromFrame; i < end; i++) out.push(Number(arrivals[i]! - stream.sent[i]!) / 1e6);
   }
   return out.sort((a, b) => a - b);
 }
@@ -200,9 +196,9 @@ interface Step {
   sent: number;
 }
 
-async function step(sessions: number): Promise<Step> {
-  const fake = await FakeOpenAI.start({ timingOnly: true });
-  const server = await startServer(fake);
+async function step(sessions: number, makeSink: () => Promise<TimingSink>): Promise<Step> {
+  const sink = await makeSink();
+  const server = await startServer(sink);
   try {
     // One throwaway session loads the WASM codec, so the baseline RSS includes it.
     const warm = await openSession(server.port, 9999);
@@ -221,11 +217,12 @@ async function step(sessions: number): Promise<Step> {
     const cpuSeconds = (cpuTicks(server.child.pid!) - cpu0) / TICKS_PER_SECOND;
     const wall = (performance.now() - wall0) / 1000;
     const rss = rssKb(server.child.pid!) - baselineRss;
-    // Let the last appends land before reading the fake.
+    // Let the last frames land before reading the provider side.
     await new Promise((r) => setTimeout(r, 300));
     const frames = SECONDS * 50;
-    const early = delays(streams, fake.connections, WARMUP_SECONDS * 50, WARMUP_SECONDS * 50 + 150);
-    const late = delays(streams, fake.connections, frames - 150, frames);
+    const received = sink.streams();
+    const early = delays(streams, received, WARMUP_SECONDS * 50, WARMUP_SECONDS * 50 + 150);
+    const late = delays(streams, received, frames - 150, frames);
     for (const ws of sockets) ws.close();
     const count = streams.length;
     const cpuFraction = cpuSeconds / wall;
@@ -238,34 +235,24 @@ async function step(sessions: number): Promise<Step> {
       rssKb: rss,
       early: [percentile(early, 0.5), percentile(early, 0.99)],
       late: [percentile(late, 0.5), percentile(late, 0.99)],
-      appended: fake.connections.reduce((n, c) => n + c.appends, 0),
+      appended: received.reduce((n, r) => n + r.arrivals.length, 0),
       sent: streams.reduce((n, s) => n + s.sent.length, 0),
     };
   } finally {
     server.child.kill('SIGTERM');
     await new Promise((r) => server.child.once('exit', r));
-    await fake.close();
+    await sink.close();
   }
 }
 
-const cost = await decodeOnlyCostPerFrame();
-const decodeOnly = 1 / (50 * cost.decode);
-const decodeBase64 = 1 / (50 * cost.decodeAndBase64);
-console.log(`decode-only limit (same run): ${decodeOnly.toFixed(0)} streams/core (WASM decode to 24 kHz int16), ` +
-  `${decodeBase64.toFixed(0)} with base64 of the PCM`);
-console.log(`${SECONDS} s per step, ${WARMUP_SECONDS} s warm-up; every participant talks all the time (50 frames/s)\n`);
-console.log('sessions streams  server CPU/s  streams/core  vs decode+b64  RSS KB/stream  delay p50/p99 ms (early)  (late)   appended/sent');
-const rows: Step[] = [];
-for (const n of SESSIONS) {
-  const r = await step(n);
-  rows.push(r);
+function printRow(r: Step, reference: number): void {
   console.log(
     [
       String(r.sessions).padStart(8),
       String(r.streams).padStart(7),
       r.cpuPerWallSecond.toFixed(2).padStart(13),
       r.streamsPerCore.toFixed(0).padStart(13),
-      (r.streamsPerCore / decodeBase64).toFixed(2).padStart(14),
+      (r.streamsPerCore / reference).toFixed(2).padStart(14),
       r.rssKbPerStream.toFixed(0).padStart(14),
       `${r.early[0].toFixed(2)} / ${r.early[1].toFixed(2)}`.padStart(25),
       `${r.late[0].toFixed(2)} / ${r.late[1].toFixed(2)}`.padStart(15),
@@ -273,15 +260,45 @@ for (const n of SESSIONS) {
     ].join(' '),
   );
 }
+
+const HEADER = 'sessions streams  server CPU/s  streams/core  vs reference  RSS KB/stream  delay p50/p99 ms (early)  (late)   received/sent';
+
+const cost = await decodeOnlyCostPerFrame();
+const decodeOnly = 1 / (50 * cost.decode);
+const decodeBase64 = 1 / (50 * cost.decodeAndBase64);
+console.log(`decode-only limit (same run): ${decodeOnly.toFixed(0)} streams/core (WASM decode to 24 kHz int16), ` +
+  `${decodeBase64.toFixed(0)} with base64 of the PCM: the reference of the OpenAI rows`);
+console.log(`${SECONDS} s per step, ${WARMUP_SECONDS} s warm-up; every participant talks all the time (50 frames/s)\n`);
+
+console.log(`OpenAI Realtime (decode to 24 kHz, base64 PCM appends)\n${HEADER}`);
+const rows: Step[] = [];
+for (const n of SESSIONS) {
+  const r = await step(n, openaiSink);
+  rows.push(r);
+  printRow(r, decodeBase64);
+}
+
+// Pass-through has no decode: its reference is the decode-only limit, to show the saving.
+console.log(`\nDeepgram, Opus passed through undecoded\n${HEADER}`);
+const passThrough: Step[] = [];
+for (const n of PASS_THROUGH_SESSIONS) {
+  const r = await step(n, deepgramSink);
+  passThrough.push(r);
+  printRow(r, decodeOnly);
+}
+
 // The marginal cost of a stream: the RSS slope between the smallest and the largest step,
 // free of the fixed part (V8's young generation, buffers) that every step pays once.
 const first = rows[0]!;
 const last = rows.at(-1)!;
 const slope = rows.length > 1 ? (last.rssKb - first.rssKb) / (last.streams - first.streams) : last.rssKbPerStream;
-console.log(`\nRSS per additional stream (slope from ${first.streams} to ${last.streams} streams): ${slope.toFixed(0)} KB`);
+console.log(`\nOpenAI RSS per additional stream (slope from ${first.streams} to ${last.streams} streams): ${slope.toFixed(0)} KB`);
 const at100 = rows.find((r) => r.streams === 100) ?? rows.find((r) => r.streams >= 100) ?? rows.at(-1)!;
 const best = Math.max(...rows.map((r) => r.streamsPerCore));
-console.log(`targets: >= ${TARGETS.streamsPerCore} streams/core: ${best.toFixed(0)} ${best >= TARGETS.streamsPerCore ? 'met' : 'NOT met'}; ` +
-  `p99 < ${TARGETS.p99Ms} ms at ${at100.streams} streams: ${at100.late[1].toFixed(2)} ${at100.late[1] < TARGETS.p99Ms ? 'met' : 'NOT met'}; ` +
+const bestPassThrough = Math.max(...passThrough.map((r) => r.streamsPerCore));
+const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
+console.log(`targets: OpenAI >= ${TARGETS.streamsPerCore} streams/core: ${best.toFixed(0)} ${verdict(best >= TARGETS.streamsPerCore)}; ` +
+  `p99 < ${TARGETS.p99Ms} ms at ${at100.streams} streams: ${at100.late[1].toFixed(2)} ${verdict(at100.late[1] < TARGETS.p99Ms)}; ` +
   `<= ${TARGETS.rssKbPerStream} KB RSS/stream: ${slope.toFixed(0)} (slope), ${last.rssKbPerStream.toFixed(0)} (at ${last.streams}) ` +
-  `${slope <= TARGETS.rssKbPerStream && last.rssKbPerStream <= TARGETS.rssKbPerStream ? 'met' : 'NOT met'}`);
+  `${verdict(slope <= TARGETS.rssKbPerStream && last.rssKbPerStream <= TARGETS.rssKbPerStream)}; ` +
+  `Deepgram pass-through >= ${TARGETS.passThroughStreamsPerCore} streams/core: ${bestPassThrough.toFixed(0)} ${verdict(bestPassThrough >= TARGETS.passThroughStreamsPerCore)}`);

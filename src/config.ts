@@ -43,6 +43,14 @@ export interface Config {
   env: Readonly<Record<string, string | undefined>>;
 }
 
+/** Start-up refused: every bad variable, one per line, for the entrypoint to print. */
+export class ConfigError extends Error {
+  constructor(readonly errors: string[]) {
+    super(`invalid configuration:\n${errors.map((e) => `  - ${e}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
 export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
 
 /** Validates the environment at start-up, listing every bad variable at once. */

@@ -129,7 +129,7 @@ const INITIAL_INPUT_BYTES = 4096;
 class Core {
   readonly exports: ShimExports;
   live = 0;
-  #buffer: ArrayBuffer;
+  #buffer: ArrayBufferLike;
   #u8: Uint8Array;
   #input = 0;
   #inputBytes = 0;

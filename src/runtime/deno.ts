@@ -1,4 +1,5 @@
-import { ConfigError, startDenoServer } from './deno/server.ts';
+import { ConfigError } from '../config.ts';
+import { startDenoServer } from './deno/server.ts';
 
 /** Deno entrypoint: `deno task dev`, or `deno run -A src/runtime/deno.ts`. */
 try {

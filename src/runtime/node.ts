@@ -1,4 +1,5 @@
-import { ConfigError, startNodeServer } from './node/server.ts';
+import { ConfigError } from '../config.ts';
+import { startNodeServer } from './node/server.ts';
 
 /** Node entrypoint: `npm start`, and the production container. */
 try {

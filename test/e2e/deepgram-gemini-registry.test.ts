@@ -4,7 +4,8 @@
  * /health list, and their environment variables validated at start-up.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError, startNodeServer } from '../../src/runtime/node/server.ts';
+import { ConfigError } from '../../src/config.ts';
+import { startNodeServer } from '../../src/runtime/node/server.ts';
 import { createLogger } from '../../src/log.ts';
 import { TestClient } from '../helpers/client.ts';
 import { startProviderServer, type ProviderServer } from '../helpers/provider-server.ts';

@@ -4,7 +4,8 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
-import { ConfigError, startNodeServer, type NodeServer } from '../../src/runtime/node/server.ts';
+import { ConfigError } from '../../src/config.ts';
+import { startNodeServer, type NodeServer } from '../../src/runtime/node/server.ts';
 import { FakeDispatcher, type DispatchedMessage } from '../fakes/dispatcher.ts';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TestClient, replayJvb, TAG_A, TAG_B, type TranscriptionMessage } from '../helpers/client.ts';

@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { createApp, type AppDeps } from '../../app.ts';
-import { loadConfig, type Config } from '../../config.ts';
+import { ConfigError, loadConfig, type Config } from '../../config.ts';
 import { createLogger, type Logger } from '../../log.ts';
 import { createMetrics, type Metrics } from '../../metrics.ts';
 import { PROVIDERS } from '../../backends/registry.ts';
@@ -27,12 +27,6 @@ export interface DenoServerOptions {
 }
 
 // Same shape as the Node server's, kept here so Deno never loads the Node server module.
-export class ConfigError extends Error {
-  constructor(readonly errors: string[]) {
-    super(`invalid configuration:\n${errors.map((e) => `  - ${e}`).join('\n')}`);
-    this.name = 'ConfigError';
-  }
-}
 
 /** How long shutdown waits for clients to answer our close frame. */
 const CLOSE_GRACE_MS = 2_000;

@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { createApp, type AppDeps } from '../../app.ts';
-import { loadConfig, type Config } from '../../config.ts';
+import { ConfigError, loadConfig, type Config } from '../../config.ts';
 import { createLogger, type Logger } from '../../log.ts';
 import { createMetrics, type Metrics } from '../../metrics.ts';
 import { PROVIDERS } from '../../backends/registry.ts';
@@ -32,12 +32,6 @@ export interface NodeServerOptions {
   sinks?: (config: Config, log: Logger, metrics: Metrics) => AppDeps['sinks'];
 }
 
-export class ConfigError extends Error {
-  constructor(readonly errors: string[]) {
-    super(`invalid configuration:\n${errors.map((e) => `  - ${e}`).join('\n')}`);
-    this.name = 'ConfigError';
-  }
-}
 
 let codec: Promise<OpusCodec> | undefined;
 // One WASM instance per process: every session's decoders live in it.
