@@ -6,10 +6,10 @@ import type { Metrics } from './metrics.ts';
 import type { Provider } from './backends/provider.ts';
 import type { OpusCodec } from './codec/opus.ts';
 import type { SocketConnector } from './net.ts';
-import type { Runtime } from './protocol/outbound.ts';
+import type { InfoMessage, Runtime } from './protocol/outbound.ts';
 import { parseTranscribeParams, type TranscribeParams } from './protocol/query.ts';
 import { Session } from './session/session.ts';
-import { createClientSink } from './sinks/client.ts';
+import { createClientSink, type ClientSocket } from './sinks/client.ts';
 import type { TranscriptSink } from './sinks/sink.ts';
 import { portableBase64, type Base64Codec } from './util/base64.ts';
 import { systemTimers, type Timers } from './util/timers.ts';
@@ -39,6 +39,28 @@ export interface AppDeps {
   dispatcherAvailable?: boolean;
   /** Sinks besides the client socket, e.g. the dispatcher when the session asks for it. */
   sinks?: (session: SessionInfo) => TranscriptSink[];
+  /** Where sessions run; by default here, with the configured providers. */
+  backend?: SessionBackend;
+}
+
+/** The session behind one client socket, as the app drives it. */
+export interface SessionHandle {
+  /** Sends the first message on the socket. */
+  info(base: Omit<InfoMessage, 'event' | 'provider' | 'sessionId'>): void;
+  handle(data: string | ArrayBuffer | Uint8Array): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Runs the sessions the app has validated and upgraded: a local Session (decoder and
+ * provider in this process), or a relay to a transcriber elsewhere (the Cloudflare Worker
+ * in front of its container). Validation, refusals and routes stay the app's.
+ */
+export interface SessionBackend {
+  /** Before the upgrade, so that a failure is an HTTP error rather than a socket closed at once. */
+  prepare(): Promise<void>;
+  /** `sinks` are the ones besides the client socket; the backend owns what reaches `client`. */
+  open(params: TranscribeParams, client: ClientSocket, sinks: TranscriptSink[]): SessionHandle;
 }
 
 const isUpgrade = (header: string | undefined) => header?.toLowerCase() === 'websocket';
@@ -56,6 +78,7 @@ export function createApp(deps: AppDeps): Hono {
   // Unique within the process (and so the session), and never derived from the clock alone.
   const newId = () => `${idPrefix}-${(++sequence).toString(36)}-${crypto.randomUUID().slice(0, 8)}`;
 
+  const backend = deps.backend ?? localBackend();
   const app = new Hono();
 
   app.get('/health', (c) =>
@@ -86,22 +109,22 @@ export function createApp(deps: AppDeps): Hono {
       available: deps.dispatcherAvailable ?? false,
     });
     if (!parsed.ok) return c.text(parsed.reason, 400);
-    const codec = await deps.codec();
-    metrics.state.liveDecoders = () => codec.liveDecoders;
-    return deps.upgradeWebSocket(c, sessionEvents(parsed.params, codec));
+    await backend.prepare();
+    return deps.upgradeWebSocket(c, sessionEvents(parsed.params));
   });
 
-  function sessionEvents(params: TranscribeParams, codec: OpusCodec) {
-    let session: Session | undefined;
+  function localBackend(): SessionBackend {
+    let codec: OpusCodec | undefined;
     return {
-      onOpen: (_evt: Event, ws: WSContext<unknown>) => {
-        const client = { send: (text: string) => ws.send(text), close: (code?: number, reason?: string) => ws.close(code, reason) };
-        const sinks = [
-          createClientSink(client, params),
-          ...(deps.sinks?.({ sessionId: params.sessionId, useDispatcher: params.useDispatcher ?? config.useDispatcher }) ?? []),
-        ];
-        session = new Session(params, client, sinks, {
-          codec,
+      async prepare() {
+        codec = await deps.codec();
+        const loaded = codec;
+        metrics.state.liveDecoders = () => loaded.liveDecoders;
+      },
+      open: (params, client, sinks) =>
+        new Session(params, client, [createClientSink(client, params), ...sinks], {
+          // prepare() runs before every upgrade, so the codec is loaded by now.
+          codec: codec!,
           provider: providers.get(params.provider)!,
           base64,
           log,
@@ -113,7 +136,17 @@ export function createApp(deps: AppDeps): Hono {
           queueLimitMs: config.providerQueueMs,
           finishTimeoutMs: config.finishTimeoutMs,
           newId,
-        });
+        }),
+    };
+  }
+
+  function sessionEvents(params: TranscribeParams) {
+    let session: SessionHandle | undefined;
+    return {
+      onOpen: (_evt: Event, ws: WSContext<unknown>) => {
+        const client = { send: (text: string) => ws.send(text), close: (code?: number, reason?: string) => ws.close(code, reason) };
+        const sinks = deps.sinks?.({ sessionId: params.sessionId, useDispatcher: params.useDispatcher ?? config.useDispatcher }) ?? [];
+        session = backend.open(params, client, sinks);
         session.info({ application: APPLICATION, version: VERSION, runtime: deps.runtime, providersAvailable: providerNames });
         log.info('session opened', { session: params.sessionId ?? null, provider: params.provider });
       },

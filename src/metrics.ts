@@ -127,6 +127,10 @@ export function createMetrics() {
     ),
     dispatcherDelivered: registry.counter('transcriber_dispatcher_delivered_total', 'Finals handed to the dispatcher, by transport'),
     dispatcherErrors: registry.counter('transcriber_dispatcher_errors_total', 'Dispatcher failures, by transport'),
+    relayErrors: registry.counter(
+      'transcriber_relay_errors_total',
+      'Sessions whose remote transcriber (the Worker\'s container) was unavailable or lost, by reason',
+    ),
     finalLatency: registry.histogram(
       'transcriber_final_latency_seconds',
       'From an utterance\'s first audio to its final transcript',

@@ -6,14 +6,23 @@ export interface ClientSocket {
   close(code?: number, reason?: string): void;
 }
 
-/** Sends results back to the media server: finals iff sendBack, interims iff both flags. */
-export function createClientSink(socket: ClientSocket, flags: { sendBack: boolean; sendBackInterim: boolean }): TranscriptSink {
+export interface ClientFlags {
+  sendBack: boolean;
+  sendBackInterim: boolean;
+}
+
+/** Finals go back iff sendBack, interims iff both flags (PROTOCOL §5). */
+export function sentToClient(flags: ClientFlags, isInterim: boolean): boolean {
+  return flags.sendBack && (!isInterim || flags.sendBackInterim);
+}
+
+/** Sends results back to the media server, as far as its flags ask for them. */
+export function createClientSink(socket: ClientSocket, flags: ClientFlags): TranscriptSink {
   let open = true;
   return {
     outlivesClient: false,
     deliver(result) {
-      if (!open || !flags.sendBack) return;
-      if (result.is_interim && !flags.sendBackInterim) return;
+      if (!open || !sentToClient(flags, result.is_interim)) return;
       socket.send(JSON.stringify(result satisfies TranscriptionResult));
     },
     async close() {

@@ -39,6 +39,8 @@ export async function bundleWorker(entry: string): Promise<ModuleDefinition[]> {
     conditions: ['workerd', 'worker', 'browser'],
     target: 'es2022',
     plugins: [wasmModules],
+    // workerd provides these modules itself (Durable Object base classes, RPC entrypoints).
+    external: ['cloudflare:*'],
     logLevel: 'silent',
   });
   const code = result.outputFiles[0]?.text;

@@ -14,6 +14,9 @@ export interface WorkerdAppOptions {
   log: Logger;
   metrics: Metrics;
   sinks?: AppDeps['sinks'];
+  dispatcherAvailable?: boolean;
+  /** Where sessions run (the Worker in front of its container relays them); by default in this isolate. */
+  backend?: AppDeps['backend'];
 }
 
 let codec: Promise<OpusCodec> | undefined;
@@ -41,5 +44,7 @@ export function createWorkerdApp(options: WorkerdAppOptions): Hono {
     log: options.log,
     metrics: options.metrics,
     sinks: options.sinks,
+    dispatcherAvailable: options.dispatcherAvailable,
+    backend: options.backend,
   });
 }

@@ -1,0 +1,126 @@
+import { getContainer } from '@cloudflare/containers';
+import type { SessionBackend } from '../../app.ts';
+import type { Logger } from '../../log.ts';
+import type { Metrics } from '../../metrics.ts';
+import { ConnectError, type OutboundSocket, type SocketHandlers } from '../../net.ts';
+import { RelaySession, transcriberQuery } from '../../session/relay.ts';
+import type { Timers } from '../../util/timers.ts';
+import type { ContainerReport, TranscriberContainer } from './container.ts';
+import { closeBack } from './websocket.ts';
+
+export type ContainerNamespace = DurableObjectNamespace<TranscriberContainer>;
+
+/**
+ * Longer than the Container class's own start-up limits (about 8 s for an instance, 20 s
+ * for the port), which answer with an HTTP error first; this only catches a hang.
+ */
+const CONNECT_TIMEOUT_MS = 45_000;
+
+/** The instance /health starts and asks when no sessionId is given; no sessionId can take this name. */
+export const HEALTH_INSTANCE = '#health';
+
+export interface ContainerBackendOptions {
+  namespace: ContainerNamespace;
+  log: Logger;
+  metrics: Metrics;
+  timers: Timers;
+  keepAliveMs: number;
+  backlogBytes: number;
+  drainMs: number;
+  waitUntil: (promise: Promise<unknown>) => void;
+}
+
+/**
+ * Sessions relayed to their container: one instance per sessionId, so a reconnect finds
+ * the same one. A session without a sessionId gets an instance of its own.
+ */
+export function containerBackend(o: ContainerBackendOptions): SessionBackend {
+  return {
+    async prepare() {},
+    open(params, client, sinks) {
+      const instance = params.sessionId ?? `anonymous-${crypto.randomUUID()}`;
+      const stub = getContainer(o.namespace, instance);
+      const url = `http://container/transcribe?${transcriberQuery(params)}`;
+      return new RelaySession(params, client, sinks, {
+        connect: (handlers) => connectContainer(stub, url, handlers, o.timers),
+        keepAlive: { everyMs: o.keepAliveMs, renew: () => stub.keepAlive() },
+        log: o.log.child({ container: stub.id.toString() }),
+        metrics: o.metrics,
+        timers: o.timers,
+        backlogBytes: o.backlogBytes,
+        drainMs: o.drainMs,
+        waitUntil: o.waitUntil,
+      });
+    },
+  };
+}
+
+/**
+ * A WebSocket to the container through its Durable Object, which starts it when needed and
+ * proxies the socket to the server inside.
+ */
+export async function connectContainer(
+  stub: DurableObjectStub<TranscriberContainer>,
+  url: string,
+  handlers: SocketHandlers,
+  timers: Timers,
+): Promise<OutboundSocket> {
+  let timer: unknown;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = timers.setTimeout(() => reject(new ConnectError(`the container did not answer within ${CONNECT_TIMEOUT_MS / 1000} s`)), CONNECT_TIMEOUT_MS);
+  });
+  const response = await Promise.race([stub.fetch(url, { headers: { Upgrade: 'websocket' } }), timeout]).finally(() =>
+    timers.clearTimeout(timer),
+  );
+  const ws = response.webSocket;
+  if (response.status !== 101 || ws === null) {
+    // The Container class explains itself in the body ("no Container instance available…").
+    const body = (await response.text().catch(() => '')).slice(0, 300);
+    throw new ConnectError(`the container refused the WebSocket with HTTP ${response.status}: ${body}`, response.status);
+  }
+  let closed = false;
+  const reportClose = (code: number, reason: string) => {
+    if (closed) return;
+    closed = true;
+    handlers.close(code, reason);
+  };
+  ws.addEventListener('message', (event) => {
+    const data: unknown = event.data;
+    if (typeof data === 'string') handlers.message(data);
+    else if (data instanceof ArrayBuffer) handlers.message(new Uint8Array(data));
+  });
+  ws.addEventListener('close', (event) => {
+    closeBack(ws, event.code, event.reason);
+    reportClose(event.code, event.reason);
+  });
+  ws.addEventListener('error', () => reportClose(1006, 'WebSocket error'));
+  ws.accept();
+  ws.binaryType = 'arraybuffer';
+  return {
+    send: (data) => ws.send(data),
+    close: (code, reason) => ws.close(code, reason),
+    // workerd does not expose it.
+    bufferedAmount: 0,
+  };
+}
+
+/** /health's look at one instance, bounded in time: a cold start can take longer than a probe waits. */
+export async function inspectContainer(
+  namespace: ContainerNamespace,
+  instance: string,
+  start: boolean,
+  timeoutMs: number,
+  timers: Timers,
+): Promise<ContainerReport | { answers: false; error: string }> {
+  let timer: unknown;
+  const timeout = new Promise<{ answers: false; error: string }>((resolve) => {
+    timer = timers.setTimeout(
+      () => resolve({ answers: false, error: `no answer within ${timeoutMs / 1000} s (a container may still be starting)` }),
+      timeoutMs,
+    );
+  });
+  const inspected = getContainer(namespace, instance)
+    .inspect(start)
+    .catch((error: unknown) => ({ answers: false as const, error: error instanceof Error ? error.message : String(error) }));
+  return Promise.race([inspected, timeout]).finally(() => timers.clearTimeout(timer));
+}

@@ -1,0 +1,100 @@
+/**
+ * The Worker's settings for its transcription container, and the environment the container
+ * starts with. Cloudflare passes none of a Worker's variables or secrets to its containers:
+ * what the Node server inside must see is forwarded here, by name, and nothing else.
+ */
+import * as v from 'valibot';
+import { PROVIDERS } from '../../backends/registry.ts';
+import { parseEnvWith } from '../../util/env-schema.ts';
+
+/** The port the image's server listens on, and the one the Container class reaches. */
+export const CONTAINER_PORT = 8080;
+
+/** The server's own variables. DISPATCHER_* stay behind: the Worker dispatches. */
+const SERVER_VARIABLES: ReadonlySet<string> = new Set([
+  'LOG_LEVEL',
+  'PROVIDERS_PRIORITY',
+  'FORCE_COMMIT_TIMEOUT',
+  'MAX_MESSAGE_BYTES',
+  'PROVIDER_QUEUE_MS',
+  'FINISH_TIMEOUT_MS',
+  'MAX_PARTICIPANTS',
+]);
+
+/** A provider's variables share its key's prefix (OPENAI_API_KEY: OPENAI_MODEL, OPENAI_BASE_URL…). */
+const PROVIDER_PREFIXES = PROVIDERS.map((p) => p.keyVariable.slice(0, p.keyVariable.indexOf('_') + 1));
+
+/** The container's environment, from the Worker's string variables and secrets. Holds secrets: never log the values. */
+export function containerEnvVars(vars: Readonly<Record<string, string>>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(vars)) {
+    if (value === '') continue;
+    if (SERVER_VARIABLES.has(name) || PROVIDER_PREFIXES.some((prefix) => name.startsWith(prefix))) env[name] = value;
+  }
+  // The server answers the Container class on its port, and leaves dispatching to the Worker,
+  // which applies each client's useDispatcher itself.
+  env.PORT = String(CONTAINER_PORT);
+  env.HOST = '0.0.0.0';
+  env.USE_DISPATCHER = 'false';
+  return env;
+}
+
+export interface ContainerSettings {
+  /** Idle time after which the container is stopped (the Container class's sleepAfter). */
+  sleepAfterSeconds: number;
+  /** How often the Worker renews the idle timer while a client socket is live. */
+  keepAliveMs: number;
+  /**
+   * Local development and tests, where no container runtime exists: the Container class
+   * reaches the server at this URL instead (see container-override.ts).
+   */
+  urlOverride: string | undefined;
+}
+
+const DURATION = /^(\d+)([smh]?)$/;
+const UNIT_SECONDS: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600 };
+
+const Settings = v.object({
+  CONTAINER_SLEEP_AFTER: v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.regex(DURATION, 'must be a duration such as 90s, 5m or 1h'),
+      v.transform((s) => {
+        const [, n, unit] = DURATION.exec(s)!;
+        return Number(n) * UNIT_SECONDS[unit!]!;
+      }),
+      v.minValue(1, 'must be at least 1s'),
+    ),
+    '5m',
+  ),
+  CONTAINER_URL_OVERRIDE: v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.check((s) => {
+        try {
+          return ['http:', 'https:'].includes(new URL(s).protocol);
+        } catch {
+          return false;
+        }
+      }, 'must be an http:// or https:// URL, e.g. http://127.0.0.1:8080'),
+    ),
+  ),
+});
+
+/** Reads CONTAINER_SLEEP_AFTER and CONTAINER_URL_OVERRIDE; every problem is listed as `NAME: message`. */
+export function loadContainerSettings(vars: Readonly<Record<string, string>>): { settings?: ContainerSettings; errors: string[] } {
+  const { output, errors } = parseEnvWith(Settings, vars);
+  if (!output) return { errors };
+  const sleepAfterMs = output.CONTAINER_SLEEP_AFTER * 1000;
+  return {
+    errors,
+    settings: {
+      sleepAfterSeconds: output.CONTAINER_SLEEP_AFTER,
+      // Several renewals fit in one idle period, so a late or failed one costs nothing.
+      keepAliveMs: Math.max(250, Math.min(60_000, Math.floor(sleepAfterMs / 4))),
+      urlOverride: output.CONTAINER_URL_OVERRIDE,
+    },
+  };
+}
