@@ -1,6 +1,6 @@
 /**
  * Load benchmark (`npm run bench`): the built Node server (dist/, its own process) in front
- * of a provider that only records arrivals (bench/sinks.ts, in this process): OpenAI
+ * of a provider that only records arrivals (bench/sinks.ts, on a thread of this process): OpenAI
  * Realtime (decoded PCM), then Deepgram (Opus passed through), driven by N sessions
  * x 2 participants at real-time pace with the JVB capture's packets. Every participant talks
  * all the time (its packets looped, one every 20 ms): the worst case, with no DTX pauses.
@@ -22,7 +22,8 @@ import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
 import { OpusCodec } from '../src/codec/opus.ts';
 import { loadOpusModule } from '../src/runtime/node/wasm.ts';
-import { deepgramSink, openaiSink, type ProviderStreamTiming, type TimingSink } from './sinks.ts';
+import type { ProviderStreamTiming, TimingSink } from './sinks.ts';
+import { threadSink } from './sink-thread.ts';
 import { jvbPacketsByTag } from '../test/helpers/fixtures.ts';
 
 const SESSIONS = (process.env.BENCH_SESSIONS ?? '25,50,100,150').split(',').filter(Boolean).map(Number);
@@ -220,6 +221,7 @@ async function step(sessions: number, makeSink: () => Promise<TimingSink>): Prom
     // Let the last frames land before reading the provider side.
     await new Promise((r) => setTimeout(r, 300));
     const frames = SECONDS * 50;
+    await sink.collect?.();
     const received = sink.streams();
     const early = delays(streams, received, WARMUP_SECONDS * 50, WARMUP_SECONDS * 50 + 150);
     const late = delays(streams, received, frames - 150, frames);
@@ -273,7 +275,7 @@ console.log(`${SECONDS} s per step, ${WARMUP_SECONDS} s warm-up; every participa
 console.log(`OpenAI Realtime (decode to 24 kHz, base64 PCM appends)\n${HEADER}`);
 const rows: Step[] = [];
 for (const n of SESSIONS) {
-  const r = await step(n, openaiSink);
+  const r = await step(n, () => threadSink('openai'));
   rows.push(r);
   printRow(r, decodeBase64);
 }
@@ -282,7 +284,7 @@ for (const n of SESSIONS) {
 console.log(`\nDeepgram, Opus passed through undecoded\n${HEADER}`);
 const passThrough: Step[] = [];
 for (const n of PASS_THROUGH_SESSIONS) {
-  const r = await step(n, deepgramSink);
+  const r = await step(n, () => threadSink('deepgram'));
   passThrough.push(r);
   printRow(r, decodeOnly);
 }

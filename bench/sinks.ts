@@ -18,8 +18,10 @@ export interface ProviderStreamTiming {
 export interface TimingSink {
   /** The server's environment pointing the proxy at this sink. */
   readonly env: Record<string, string>;
-  /** Streams in the order their connections opened. */
+  /** Streams in the order their connections opened (after `collect`, for a sink on a thread). */
   streams(): ProviderStreamTiming[];
+  /** Fetches the streams from where the sink runs; a no-op in this thread. */
+  collect?(): Promise<void>;
   close(): Promise<void>;
 }
 
