@@ -149,7 +149,11 @@ export class Session {
 
   private participant(tag: string, input: InputFormat): Participant | undefined {
     if (this.d.maxParticipants && this.participants.size >= this.d.maxParticipants) {
-      this.refuse('too_many_participants', `participant limit of ${this.d.maxParticipants} reached`, tag);
+      // A policy close (PROTOCOL.md §5): the operator's limit, or on workerd what fits in the
+      // isolate's memory. Going on would drop this participant's audio without a word.
+      const reason = `participant limit of ${this.d.maxParticipants} reached`;
+      this.refuse('too_many_participants', reason, tag);
+      this.client.close(1008, reason);
       return undefined;
     }
     const id = participantIdOf(tag);

@@ -27,6 +27,7 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
       FORCE_COMMIT_TIMEOUT: '0.5',
       // A fast replay delivers the whole capture while the provider connection opens.
       PROVIDER_QUEUE_MS: '60000',
+      MAX_PARTICIPANTS: '4',
       // The launchers learn the port from the info-level 'listening' line.
       LOG_LEVEL: 'info',
     });
@@ -105,6 +106,15 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
     expect(words(withInterims).sort()).toEqual(words(finalsOnly).sort());
     finalsByRuntime.set(runtime, words(finalsOnly).sort());
     await Promise.all([withInterims.close(), finalsOnly.close()]);
+  });
+
+  it('closes with 1008 and a clear reason when a connection exceeds its participant limit', async () => {
+    const client = await TestClient.connect(ws('sessionId=crowd&sendBack=true'));
+    const packet = capture.find((r) => r.event === 'media')!;
+    const payload = JSON.parse(packet.data).media.payload as string;
+    for (let p = 0; p < 5; p++) client.send({ event: 'media', media: { tag: `p${p}-0`, chunk: 1, timestamp: 960, payload } });
+    await client.waitFor(() => client.closed !== undefined, 'the close');
+    expect(client.closed).toEqual({ code: 1008, reason: 'participant limit of 4 reached' });
   });
 
   it('flushes a tag\'s utterance on stop', async () => {
