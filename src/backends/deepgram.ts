@@ -1,6 +1,6 @@
 import * as v from 'valibot';
 import { ConnectError, toWebSocketUrl, type OutboundSocket } from '../net.ts';
-import { envBool, envInt, envString, envUrl, parseEnvWith } from '../util/env-schema.ts';
+import { envBool, envInt, envString, envUrl } from '../util/env-schema.ts';
 import {
   ProviderError,
   defineProvider,
@@ -425,27 +425,20 @@ export function createDeepgram(config: DeepgramConfig, deps: ProviderDeps): Prov
   };
 }
 
-export const deepgram = defineProvider<DeepgramConfig>({
+export const deepgram = defineProvider({
   name: 'deepgram',
   keyVariable: 'DEEPGRAM_API_KEY',
-  parseEnv(env) {
-    if (!env.DEEPGRAM_API_KEY) return { errors: [] };
-    const { output, errors } = parseEnvWith(Env, env);
-    if (!output) return { errors };
-    return {
-      errors,
-      config: {
-        apiKey: output.DEEPGRAM_API_KEY,
-        baseUrl: output.DEEPGRAM_BASE_URL,
-        model: output.DEEPGRAM_MODEL,
-        language: output.DEEPGRAM_LANGUAGE || undefined,
-        punctuate: output.DEEPGRAM_PUNCTUATE,
-        diarize: output.DEEPGRAM_DIARIZE,
-        encoding: output.DEEPGRAM_ENCODING,
-        sampleRate: output.DEEPGRAM_SAMPLE_RATE,
-        keepAliveMs: output.DEEPGRAM_KEEPALIVE_MS,
-      },
-    };
-  },
+  env: Env,
+  config: (output): DeepgramConfig => ({
+    apiKey: output.DEEPGRAM_API_KEY,
+    baseUrl: output.DEEPGRAM_BASE_URL,
+    model: output.DEEPGRAM_MODEL,
+    language: output.DEEPGRAM_LANGUAGE || undefined,
+    punctuate: output.DEEPGRAM_PUNCTUATE,
+    diarize: output.DEEPGRAM_DIARIZE,
+    encoding: output.DEEPGRAM_ENCODING,
+    sampleRate: output.DEEPGRAM_SAMPLE_RATE,
+    keepAliveMs: output.DEEPGRAM_KEEPALIVE_MS,
+  }),
   create: createDeepgram,
 });

@@ -1,6 +1,6 @@
 import * as v from 'valibot';
 import { ConnectError, redactUrl, toWebSocketUrl, type OutboundSocket } from '../net.ts';
-import { envString, envUrl, parseEnvWith } from '../util/env-schema.ts';
+import { envString, envUrl } from '../util/env-schema.ts';
 import {
   ProviderError,
   defineProvider,
@@ -308,14 +308,10 @@ export function createGemini(config: GeminiConfig, deps: ProviderDeps): Provider
   };
 }
 
-export const gemini = defineProvider<GeminiConfig>({
+export const gemini = defineProvider({
   name: 'gemini',
   keyVariable: 'GEMINI_API_KEY',
-  parseEnv(env) {
-    if (!env.GEMINI_API_KEY) return { errors: [] };
-    const { output, errors } = parseEnvWith(Env, env);
-    if (!output) return { errors };
-    return { errors, config: { apiKey: output.GEMINI_API_KEY, baseUrl: output.GEMINI_BASE_URL, model: output.GEMINI_MODEL } };
-  },
+  env: Env,
+  config: (output): GeminiConfig => ({ apiKey: output.GEMINI_API_KEY, baseUrl: output.GEMINI_BASE_URL, model: output.GEMINI_MODEL }),
   create: createGemini,
 });

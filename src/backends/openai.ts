@@ -1,6 +1,6 @@
 import * as v from 'valibot';
 import { toWebSocketUrl, type OutboundSocket } from '../net.ts';
-import { envJson, envOptionalString, envString, envUrl, parseEnvWith } from '../util/env-schema.ts';
+import { envJson, envOptionalString, envString, envUrl } from '../util/env-schema.ts';
 import {
   ProviderError,
   defineProvider,
@@ -267,24 +267,17 @@ export function createOpenAI(config: OpenAIConfig, deps: ProviderDeps): Provider
   };
 }
 
-export const openai = defineProvider<OpenAIConfig>({
+export const openai = defineProvider({
   name: 'openai',
   keyVariable: 'OPENAI_API_KEY',
-  parseEnv(env) {
-    if (!env.OPENAI_API_KEY) return { errors: [] };
-    const { output, errors } = parseEnvWith(Env, env);
-    if (!output) return { errors };
-    return {
-      errors,
-      config: {
-        apiKey: output.OPENAI_API_KEY,
-        model: output.OPENAI_MODEL,
-        baseUrl: output.OPENAI_BASE_URL,
-        turnDetection: output.OPENAI_TURN_DETECTION === undefined ? DEFAULT_TURN_DETECTION : output.OPENAI_TURN_DETECTION,
-        prompt: output.OPENAI_TRANSCRIPTION_PROMPT,
-        noiseReduction: output.OPENAI_NOISE_REDUCTION,
-      },
-    };
-  },
+  env: Env,
+  config: (output): OpenAIConfig => ({
+    apiKey: output.OPENAI_API_KEY,
+    model: output.OPENAI_MODEL,
+    baseUrl: output.OPENAI_BASE_URL,
+    turnDetection: output.OPENAI_TURN_DETECTION === undefined ? DEFAULT_TURN_DETECTION : output.OPENAI_TURN_DETECTION,
+    prompt: output.OPENAI_TRANSCRIPTION_PROMPT,
+    noiseReduction: output.OPENAI_NOISE_REDUCTION,
+  }),
   create: createOpenAI,
 });

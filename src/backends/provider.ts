@@ -1,7 +1,9 @@
+import type * as v from 'valibot';
 import type { InputEncoding, PcmRate } from '../protocol/inbound.ts';
 import type { Logger } from '../log.ts';
 import type { SocketConnector } from '../net.ts';
 import type { Base64Codec } from '../util/base64.ts';
+import { parseEnvWith } from '../util/env-schema.ts';
 import type { Timers } from '../util/timers.ts';
 
 /** What a provider connection consumes. Capabilities, not provider names, drive the pipeline. */
@@ -91,12 +93,13 @@ export interface ProviderDeps {
  * A provider module: its environment variables and how to build it. Adding a provider is a
  * file exporting one of these and a line in `registry.ts`.
  */
-export interface ProviderDefinition<C = unknown> {
+export interface ProviderDefinition<S extends v.GenericSchema, C> {
   readonly name: string;
-  /** The variables that switch it on; the first is named in "not configured" answers. */
+  /** The variable that switches it on; named in "not configured" answers. */
   readonly keyVariable: string;
-  /** Reads its variables; undefined when the provider is not configured (no key). */
-  parseEnv(env: Readonly<Record<string, string | undefined>>): { config?: C; errors: string[] };
+  /** Its variables, validated (and every error listed) only when it is switched on. */
+  readonly env: S;
+  config(env: v.InferOutput<S>): C;
   create(config: C, deps: ProviderDeps): Provider;
 }
 
@@ -108,13 +111,16 @@ export interface ProviderModule {
   load(env: Readonly<Record<string, string | undefined>>): { errors: string[]; create?: (deps: ProviderDeps) => Provider };
 }
 
-export function defineProvider<C>(def: ProviderDefinition<C>): ProviderModule {
+export function defineProvider<S extends v.GenericSchema, C>(def: ProviderDefinition<S, C>): ProviderModule {
   return {
     name: def.name,
     keyVariable: def.keyVariable,
     load(env) {
-      const { config, errors } = def.parseEnv(env);
-      return config === undefined ? { errors } : { errors, create: (deps) => def.create(config, deps) };
+      if (!env[def.keyVariable]) return { errors: [] };
+      const { output, errors } = parseEnvWith(def.env, env);
+      if (output === undefined) return { errors };
+      const config = def.config(output);
+      return { errors, create: (deps) => def.create(config, deps) };
     },
   };
 }

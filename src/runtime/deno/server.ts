@@ -5,6 +5,8 @@ import { createLogger, type Logger } from '../../log.ts';
 import { createMetrics, type Metrics } from '../../metrics.ts';
 import { PROVIDERS } from '../../backends/registry.ts';
 import { OpusCodec } from '../../codec/opus.ts';
+import { webSocketDispatcherSinks } from '../../sinks/dispatcher/websocket.ts';
+import { systemTimers } from '../../util/timers.ts';
 import { denoBase64 } from './base64.ts';
 import { denoConnector } from './connector.ts';
 import { loadOpusModule } from './wasm.ts';
@@ -59,7 +61,10 @@ export async function startDenoServer(options: DenoServerOptions): Promise<DenoS
       base64: denoBase64,
       log,
       metrics,
-      sinks: options.sinks?.(config, log, metrics),
+      sinks:
+        options.sinks?.(config, log, metrics) ??
+        webSocketDispatcherSinks({ config: config.dispatcher, connector: denoConnector, log, metrics, timers: systemTimers }),
+      dispatcherAvailable: options.sinks !== undefined || config.dispatcher.wsUrl !== undefined,
     }),
   );
 
