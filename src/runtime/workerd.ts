@@ -49,7 +49,10 @@ function build(env: Env): Built {
   if (loaded.ok && loaded.config.useDispatcher && !hasDispatcherBinding(env)) {
     errors.push('USE_DISPATCHER: true, but no DISPATCHER_DO, TRANSCRIPTION_QUEUE or TRANSCRIPTION_DISPATCHER binding exists');
   }
-  if (!loaded.ok || !container.settings || namespace === undefined || errors.length) return { errors };
+  if (!loaded.ok || !container.settings || namespace === undefined || errors.length) {
+    console.error(JSON.stringify({ level: 'error', msg: 'invalid configuration', errors }));
+    return { errors };
+  }
 
   const { config } = loaded;
   const settings = container.settings;
@@ -102,7 +105,6 @@ export default {
   fetch(request, env, ctx) {
     built ??= build(env);
     if ('errors' in built) {
-      console.error(JSON.stringify({ level: 'error', msg: 'invalid configuration', errors: built.errors }));
       return new Response(`invalid configuration:\n${built.errors.map((e) => `  - ${e}`).join('\n')}\n`, { status: 500 });
     }
     return built.app.fetch(request, env, ctx);

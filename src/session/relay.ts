@@ -171,6 +171,7 @@ export class RelaySession implements SessionHandle {
         return;
       case 'transcription-result':
         if (!this.clientGone && sentToClient(this.params, msg.is_interim === true)) this.client.send(data);
+        // The transcriber is our own server: its results have the PROTOCOL §5 shape.
         for (const sink of this.sinks) sink.deliver(msg as TranscriptionResult);
         return;
       default:

@@ -292,3 +292,27 @@ describe('when the container goes away', () => {
     expect(metrics).toMatch(/transcriber_relay_errors_total\{reason="unavailable"\} [1-9]/);
   });
 });
+
+describe('a misconfigured Worker', () => {
+  it('answers every request with 500 naming each bad variable, never a value', async () => {
+    const bad = new Miniflare({
+      modules: await bundleWorker('src/runtime/workerd.ts'),
+      modulesRoot: ROOT,
+      compatibilityDate: COMPATIBILITY_DATE,
+      bindings: { OPENAI_API_KEY: 'sk-do-not-show', USE_DISPATCHER: 'true', CONTAINER_SLEEP_AFTER: 'soon' },
+      durableObjects: { CONTAINER: { className: 'TranscriberContainer', useSQLite: true } },
+    });
+    try {
+      for (const path of ['/health', '/transcribe']) {
+        const response = await bad.dispatchFetch(`http://worker${path}`);
+        const text = await response.text();
+        expect(response.status).toBe(500);
+        expect(text).toContain('CONTAINER_SLEEP_AFTER: must be a duration such as 90s, 5m or 1h');
+        expect(text).toContain('USE_DISPATCHER: true, but no DISPATCHER_DO, TRANSCRIPTION_QUEUE or TRANSCRIPTION_DISPATCHER binding exists');
+        expect(text).not.toContain('sk-do-not-show');
+      }
+    } finally {
+      await bad.dispose();
+    }
+  });
+});
