@@ -22,4 +22,7 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.PORT}/health`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["node", "dist/runtime/node.js"]
+# A 2 MB young generation (V8 grows it to 16 MB per semi-space with the allocation rate of
+# hundreds of streams): measured by `npm run bench`, RSS per stream drops from ~280 KB to
+# ~95 KB for no measurable CPU. Keep in step with the `start` script in package.json.
+CMD ["node", "--max-semi-space-size=2", "dist/runtime/node.js"]
