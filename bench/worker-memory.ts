@@ -39,8 +39,8 @@ function workerdPids(): number[] {
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
 const fake = await FakeOpenAI.start({ timingOnly: true });
-const worker = await startWorker('test/runtimes/workerd/app-worker.ts', {
-  vars: { OPENAI_API_KEY: fake.apiKey, OPENAI_BASE_URL: fake.baseUrl, OPENAI_TURN_DETECTION: 'null', LOG_LEVEL: 'warn', MAX_PARTICIPANTS: '100000' },
+const worker = await startWorker('src/runtime/workerd.ts', {
+  vars: { TRANSCRIBE_IN_WORKER: 'true', OPENAI_API_KEY: fake.apiKey, OPENAI_BASE_URL: fake.baseUrl, OPENAI_TURN_DETECTION: 'null', LOG_LEVEL: 'warn', MAX_PARTICIPANTS: '100000' },
 });
 const [pid] = workerdPids();
 if (pid === undefined) throw new Error('workerd process not found');

@@ -7,18 +7,22 @@
  * client's sendBack flags and dispatches finals through the Cloudflare bindings
  * (DISPATCHER_DO, TRANSCRIPTION_QUEUE, TRANSCRIPTION_DISPATCHER). /health answers here and
  * says whether a container answers.
+ *
+ * With TRANSCRIBE_IN_WORKER=true, or without a CONTAINER binding, the Worker transcribes by
+ * itself instead: the WASM decoder in the isolate, providers over fetch-upgrade, the same
+ * sinks. No container cold start; at most MAX_PARTICIPANTS (default 64) per connection.
  */
 import { waitUntil } from 'cloudflare:workers';
 import { Hono } from 'hono';
 import { PROVIDERS } from '../backends/registry.ts';
-import { loadConfig } from '../config.ts';
-import { createLogger } from '../log.ts';
-import { createMetrics } from '../metrics.ts';
+import { loadConfig, type Config } from '../config.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { createMetrics, type Metrics } from '../metrics.ts';
 import { cloudflareDispatcherSinks, hasDispatcherBinding, type CloudflareDispatcherBindings } from '../sinks/dispatcher/cloudflare.ts';
 import { systemTimers } from '../util/timers.ts';
 import { createWorkerdApp, workerVars } from './workerd/app.ts';
 import { containerBackend, HEALTH_INSTANCE, inspectContainer, type ContainerNamespace } from './workerd/container-backend.ts';
-import { loadContainerSettings } from './workerd/container-settings.ts';
+import { loadContainerSettings, type ContainerSettings } from './workerd/container-settings.ts';
 
 export { TranscriberContainer } from './workerd/container.ts';
 
@@ -36,34 +40,60 @@ type Built = { app: Hono } | { errors: string[] };
 
 let built: Built | undefined;
 
+/**
+ * Participants one Worker connection may carry when it transcribes by itself: what fits the
+ * isolate's 128 MB next to its baseline, with margin (`npm run bench:worker`: 0.6-0.9 MB per
+ * participant of workerd RSS, an upper bound). MAX_PARTICIPANTS overrides it.
+ */
+const IN_WORKER_MAX_PARTICIPANTS = 64;
+
 /** The Worker's app, from its environment; every configuration problem is listed at once. */
 function build(env: Env): Built {
   const vars = workerVars(env);
+  const errors: string[] = [];
+  const flag = vars.TRANSCRIBE_IN_WORKER;
+  if (flag !== undefined && flag !== 'true' && flag !== 'false') errors.push('TRANSCRIBE_IN_WORKER: must be true or false');
+  // Without a container to relay to, the isolate runs the whole pipeline itself.
+  const inWorker = flag === 'true' || env.CONTAINER === undefined;
+  if (inWorker) vars.MAX_PARTICIPANTS ??= String(IN_WORKER_MAX_PARTICIPANTS);
   const loaded = loadConfig(vars, PROVIDERS);
-  const container = loadContainerSettings(vars);
-  const errors = [...(loaded.ok ? [] : loaded.errors), ...container.errors];
-  const namespace = env.CONTAINER;
-  if (namespace === undefined) {
-    errors.push('CONTAINER: no Durable Object binding for the TranscriberContainer class (deploy with -c wrangler-container.jsonc)');
-  }
+  if (!loaded.ok) errors.push(...loaded.errors);
   if (loaded.ok && loaded.config.useDispatcher && !hasDispatcherBinding(env)) {
     errors.push('USE_DISPATCHER: true, but no DISPATCHER_DO, TRANSCRIPTION_QUEUE or TRANSCRIPTION_DISPATCHER binding exists');
   }
-  if (!loaded.ok || !container.settings || namespace === undefined || errors.length) {
+  const container = inWorker ? undefined : loadContainerSettings(vars);
+  if (container) errors.push(...container.errors);
+  if (!loaded.ok || errors.length) {
     console.error(JSON.stringify({ level: 'error', msg: 'invalid configuration', errors }));
     return { errors };
   }
-
   const { config } = loaded;
-  const settings = container.settings;
-  const log = createLogger(config.logLevel).child({ worker: 'front' });
+  const log = createLogger(config.logLevel).child({ worker: inWorker ? 'transcriber' : 'front' });
   const metrics = createMetrics();
+  const sinks = cloudflareDispatcherSinks({ bindings: env, config: config.dispatcher, log, metrics, timers: systemTimers, waitUntil });
+  if (inWorker) {
+    log.info('worker ready, transcribing in the isolate', { providers: config.providers.map((p) => p.name), maxParticipants: config.maxParticipants });
+    return { app: createWorkerdApp({ config, log, metrics, sinks, dispatcherAvailable: hasDispatcherBinding(env) }) };
+  }
+  return { app: frontApp(env, env.CONTAINER!, config, container!.settings!, log, metrics, sinks) };
+}
+
+/** The Worker in front of the containers: sessions relayed by sessionId, /health asks a container. */
+function frontApp(
+  env: Env,
+  namespace: ContainerNamespace,
+  config: Config,
+  settings: ContainerSettings,
+  log: Logger,
+  metrics: Metrics,
+  sinks: ReturnType<typeof cloudflareDispatcherSinks>,
+): Hono {
   const timers = systemTimers;
   const sessions = createWorkerdApp({
     config,
     log,
     metrics,
-    sinks: cloudflareDispatcherSinks({ bindings: env, config: config.dispatcher, log, metrics, timers, waitUntil }),
+    sinks,
     dispatcherAvailable: hasDispatcherBinding(env),
     backend: containerBackend({
       namespace,
@@ -98,7 +128,7 @@ function build(env: Env): Built {
     dispatcher: hasDispatcherBinding(env),
     sleepAfterSeconds: settings.sleepAfterSeconds,
   });
-  return { app };
+  return app;
 }
 
 export default {

@@ -66,11 +66,11 @@ const deno: Launcher = {
   },
 };
 
-/** The Worker transcribing by itself (no container), under workerd. */
+/** The production Worker entry transcribing by itself (no container), under workerd. */
 const workerd: Launcher = {
   runtime: 'workerd',
   async start(env) {
-    const worker = await startWorker('test/runtimes/workerd/app-worker.ts', { vars: env });
+    const worker = await startWorker('src/runtime/workerd.ts', { vars: { TRANSCRIBE_IN_WORKER: 'true', ...env } });
     return {
       origin: worker.url.origin,
       stop: () => worker.dispose(),
