@@ -35,6 +35,7 @@ import { OpusCodec, type OpusDecoder } from '../../src/codec/opus.ts';
 import { OggOpusDemuxer, isOggStart } from '../../src/codec/ogg.ts';
 import { loadOpusModule } from '../../src/runtime/node/wasm.ts';
 import { SAMPLE_RATE, Segmenter, pcmFrom, recognize, to24k } from './speech.ts';
+import { Waiters } from '../helpers/waiters.ts';
 
 export interface FakeDeepgramOptions {
   apiKey?: string;
@@ -298,7 +299,7 @@ export class FakeDeepgram {
   readonly connections: FakeDeepgramConnection[] = [];
   readonly handshakes: Handshake[] = [];
   faults: DeepgramFaults = {};
-  private readonly listeners = new Set<() => void>();
+  private readonly waiters = new Waiters('fake Deepgram');
 
   private constructor(
     private readonly server: Server,
@@ -327,27 +328,11 @@ export class FakeDeepgram {
   }
 
   waitFor(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-    if (predicate()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (!predicate()) return;
-        cleanup();
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`fake Deepgram: timed out waiting for ${what}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.listeners.delete(check);
-      };
-      this.listeners.add(check);
-    });
+    return this.waiters.waitFor(predicate, what, timeoutMs);
   }
 
   notify(): void {
-    for (const listener of [...this.listeners]) listener();
+    this.waiters.notify();
   }
 
   async close(): Promise<void> {

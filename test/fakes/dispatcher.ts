@@ -9,6 +9,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { Waiters } from '../helpers/waiters.ts';
 
 export interface DispatchedMessage {
   sessionId: string;
@@ -37,7 +38,7 @@ export class FakeDispatcher {
   private refusing = false;
   private refusingUntil = 0;
   private readonly sockets = new Map<number, WebSocket>();
-  private readonly listeners = new Set<() => void>();
+  private readonly waiters = new Waiters('fake dispatcher');
 
   private constructor(
     private readonly server: Server,
@@ -100,23 +101,7 @@ export class FakeDispatcher {
 
   /** Resolves when `predicate` holds, checked after every message, connection and close. */
   waitFor(predicate: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-    if (predicate()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (!predicate()) return;
-        cleanup();
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`fake dispatcher: timed out waiting for ${what}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.listeners.delete(check);
-      };
-      this.listeners.add(check);
-    });
+    return this.waiters.waitFor(predicate, what, timeoutMs);
   }
 
   async close(): Promise<void> {
@@ -125,7 +110,7 @@ export class FakeDispatcher {
   }
 
   private notify(): void {
-    for (const listener of [...this.listeners]) listener();
+    this.waiters.notify();
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

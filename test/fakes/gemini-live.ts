@@ -30,6 +30,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { Segmenter, pcmFrom, recognize, to24k } from './speech.ts';
+import { Waiters } from '../helpers/waiters.ts';
 
 export const LIVE_PATH = '/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent';
 export const TRANSCRIBE_MODEL = 'models/gemini-3.5-transcribe-live';
@@ -229,7 +230,7 @@ export class FakeGeminiLive {
   readonly handshakes: { at: number; refused?: number }[] = [];
   faults: GeminiFaults = {};
   model = TRANSCRIBE_MODEL;
-  private readonly listeners = new Set<() => void>();
+  private readonly waiters = new Waiters('fake Gemini');
 
   private constructor(
     private readonly server: Server,
@@ -256,27 +257,11 @@ export class FakeGeminiLive {
   }
 
   waitFor(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-    if (predicate()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (!predicate()) return;
-        cleanup();
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`fake Gemini: timed out waiting for ${what}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.listeners.delete(check);
-      };
-      this.listeners.add(check);
-    });
+    return this.waiters.waitFor(predicate, what, timeoutMs);
   }
 
   notify(): void {
-    for (const listener of [...this.listeners]) listener();
+    this.waiters.notify();
   }
 
   async close(): Promise<void> {

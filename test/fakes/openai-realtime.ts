@@ -25,6 +25,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { Waiters } from '../helpers/waiters.ts';
 
 export const SAMPLE_RATE = 24_000;
 const FRAME = SAMPLE_RATE / 50; // 20 ms
@@ -355,7 +356,7 @@ export class FakeOpenAI {
   faults: Faults = {};
   eventSeq = 0;
   readonly id = Math.random().toString(36).slice(2, 8);
-  private readonly listeners = new Set<() => void>();
+  private readonly waiters = new Waiters('fake OpenAI');
 
   private constructor(
     private readonly server: Server,
@@ -385,27 +386,11 @@ export class FakeOpenAI {
 
   /** Resolves when `predicate` holds, checked after every server event and connection. */
   waitFor(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-    if (predicate()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (!predicate()) return;
-        cleanup();
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`fake OpenAI: timed out waiting for ${what}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.listeners.delete(check);
-      };
-      this.listeners.add(check);
-    });
+    return this.waiters.waitFor(predicate, what, timeoutMs);
   }
 
   notify(): void {
-    for (const listener of [...this.listeners]) listener();
+    this.waiters.notify();
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@
  */
 import WebSocket from 'ws';
 import { readJvbCapture, type JvbRecord } from './fixtures.ts';
+import { Waiters } from './waiters.ts';
 
 export interface Received {
   event: string;
@@ -23,16 +24,16 @@ export interface TranscriptionMessage extends Received {
 export class TestClient {
   readonly messages: Received[] = [];
   closed: { code: number; reason: string } | undefined;
-  private readonly listeners = new Set<() => void>();
+  private readonly waiters = new Waiters('client');
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data) => {
       this.messages.push(JSON.parse(data.toString()) as Received);
-      this.notify();
+      this.waiters.notify();
     });
     ws.on('close', (code, reason) => {
       this.closed = { code, reason: reason.toString() };
-      this.notify();
+      this.waiters.notify();
     });
   }
 
@@ -68,33 +69,13 @@ export class TestClient {
   }
 
   waitFor(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-    if (predicate()) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (!predicate()) return;
-        cleanup();
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`client: timed out waiting for ${what}; got ${JSON.stringify(this.messages.map((m) => m.event))}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.listeners.delete(check);
-      };
-      this.listeners.add(check);
-    });
+    return this.waiters.waitFor(predicate, what, timeoutMs, () => `got ${JSON.stringify(this.messages.map((m) => m.event))}`);
   }
 
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.ws.close(1000, 'done');
     return this.waitFor(() => this.closed !== undefined, 'close');
-  }
-
-  private notify(): void {
-    for (const listener of [...this.listeners]) listener();
   }
 }
 
