@@ -1,4 +1,4 @@
-import { ConnectError, type HandshakeRefusal, type OutboundSocket, type SocketConnector } from '../../net.ts';
+import { ConnectError, type HandshakeRefusal, type OutboundSocket, type SocketConnector, type SocketHandlers } from '../../net.ts';
 import { closeBack } from './websocket.ts';
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -33,36 +33,41 @@ export const workerdConnector: SocketConnector = {
       throw new ConnectError(`handshake refused with HTTP ${response.status}`, response.status, await refusalOf(response));
     }
 
-    let closed = false;
-    const reportClose = (code: number, reason: string) => {
-      if (closed) return;
-      closed = true;
-      handlers.close(code, reason);
-    };
-    // Events are held until accept(), so listeners attached first miss nothing.
-    ws.addEventListener('message', (event) => {
-      const data: unknown = event.data;
-      if (typeof data === 'string') handlers.message(data);
-      else if (data instanceof ArrayBuffer) handlers.message(new Uint8Array(data));
-    });
-    ws.addEventListener('close', (event) => {
-      closeBack(ws, event.code, event.reason);
-      reportClose(event.code, event.reason);
-    });
-    // workerd does not always follow an error with a close event.
-    ws.addEventListener('error', () => reportClose(1006, 'WebSocket error'));
-    ws.accept();
-    ws.binaryType = 'arraybuffer';
-
-    const socket: OutboundSocket = {
-      send: (data) => ws.send(data),
-      close: (code, reason) => ws.close(code, reason),
-      // workerd does not expose how much is queued.
-      bufferedAmount: 0,
-    };
-    return socket;
+    return acceptWebSocket(ws, handlers);
   },
 };
+
+/**
+ * Takes over the client end of an upgraded fetch (a provider, or a container's server).
+ * Events are held until accept(), so listeners attached first miss nothing.
+ */
+export function acceptWebSocket(ws: WebSocket, handlers: SocketHandlers): OutboundSocket {
+  let closed = false;
+  const reportClose = (code: number, reason: string) => {
+    if (closed) return;
+    closed = true;
+    handlers.close(code, reason);
+  };
+  ws.addEventListener('message', (event) => {
+    const data: unknown = event.data;
+    if (typeof data === 'string') handlers.message(data);
+    else if (data instanceof ArrayBuffer) handlers.message(new Uint8Array(data));
+  });
+  ws.addEventListener('close', (event) => {
+    closeBack(ws, event.code, event.reason);
+    reportClose(event.code, event.reason);
+  });
+  // workerd does not always follow an error with a close event.
+  ws.addEventListener('error', () => reportClose(1006, 'WebSocket error'));
+  ws.accept();
+  ws.binaryType = 'arraybuffer';
+  return {
+    send: (data) => ws.send(data),
+    close: (code, reason) => ws.close(code, reason),
+    // workerd does not expose how much is queued.
+    bufferedAmount: 0,
+  };
+}
 
 /** The headers and the start of the body of a refused handshake: they say why. */
 async function refusalOf(response: Response): Promise<HandshakeRefusal> {

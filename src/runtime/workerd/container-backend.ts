@@ -6,7 +6,7 @@ import { ConnectError, type OutboundSocket, type SocketHandlers } from '../../ne
 import { RelaySession, transcriberQuery } from '../../session/relay.ts';
 import type { Timers } from '../../util/timers.ts';
 import type { ContainerReport, TranscriberContainer } from './container.ts';
-import { closeBack } from './websocket.ts';
+import { acceptWebSocket } from './connector.ts';
 
 export type ContainerNamespace = DurableObjectNamespace<TranscriberContainer>;
 
@@ -78,30 +78,7 @@ export async function connectContainer(
     const body = (await response.text().catch(() => '')).slice(0, 300);
     throw new ConnectError(`the container refused the WebSocket with HTTP ${response.status}: ${body}`, response.status);
   }
-  let closed = false;
-  const reportClose = (code: number, reason: string) => {
-    if (closed) return;
-    closed = true;
-    handlers.close(code, reason);
-  };
-  ws.addEventListener('message', (event) => {
-    const data: unknown = event.data;
-    if (typeof data === 'string') handlers.message(data);
-    else if (data instanceof ArrayBuffer) handlers.message(new Uint8Array(data));
-  });
-  ws.addEventListener('close', (event) => {
-    closeBack(ws, event.code, event.reason);
-    reportClose(event.code, event.reason);
-  });
-  ws.addEventListener('error', () => reportClose(1006, 'WebSocket error'));
-  ws.accept();
-  ws.binaryType = 'arraybuffer';
-  return {
-    send: (data) => ws.send(data),
-    close: (code, reason) => ws.close(code, reason),
-    // workerd does not expose it.
-    bufferedAmount: 0,
-  };
+  return acceptWebSocket(ws, handlers);
 }
 
 /** /health's look at one instance, bounded in time: a cold start can take longer than a probe waits. */
