@@ -4,6 +4,7 @@
  * test compares the runtimes' transcripts with each other.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TAG_A, TAG_B, TestClient, replayJvb } from '../helpers/client.ts';
 import { readJvbCapture } from '../helpers/fixtures.ts';
@@ -61,6 +62,16 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
     }
   });
 
+  it("agrees to the client's subprotocol and accepts /transcribe under any prefix", async () => {
+    const socket = new WebSocket(ws('sessionId=sub&sendBack=true', '/mounted/here/transcribe'), ['jitsi-transcriber']);
+    const info = new Promise<string>((resolve) => socket.once('message', (data) => resolve(data.toString())));
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    expect(socket.protocol).toBe('jitsi-transcriber');
+    expect(JSON.parse(await info)).toMatchObject({ event: 'info', runtime, sessionId: 'sub' });
+    socket.close(1000);
+    await new Promise((resolve) => socket.once('close', resolve));
+  });
+
   it('sends info first, and answers ping with pong', async () => {
     const client = await TestClient.connect(ws('sessionId=conf&sendBack=true'));
     client.send({ event: 'ping', id: 42 });
@@ -101,7 +112,12 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
     expect(withInterims.interims().length).toBeGreaterThan(0);
     expect(finalsOnly.interims()).toEqual([]);
     expect(withInterims.closed).toBeUndefined();
-    for (const conn of fake.connections) expect(conn.violations).toEqual([]);
+    for (const conn of fake.connections) {
+      expect(conn.violations).toEqual([]);
+      // One auth form only: the header, which every runtime's connector can set.
+      expect(conn.headers.authorization).toBe(`Bearer ${fake.apiKey}`);
+      expect(conn.protocols).toEqual([]);
+    }
     const words = (c: TestClient) => c.finals().map((f) => `${f.participant.tag}: ${f.transcript[0]!.text}`);
     expect(words(withInterims).sort()).toEqual(words(finalsOnly).sort());
     finalsByRuntime.set(runtime, words(finalsOnly).sort());
