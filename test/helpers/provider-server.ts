@@ -2,11 +2,16 @@
  * The real Node server (in this process, on an ephemeral port) with whatever provider
  * environment a test gives it, its log lines captured for assertions.
  */
-import { createLogger } from '../../src/log.ts';
+import { createLogger, type LogLevel } from '../../src/log.ts';
 import { startNodeServer, type NodeServer } from '../../src/runtime/node/server.ts';
 import { TestClient, type TranscriptionMessage } from './client.ts';
 import type { JvbRecord } from './fixtures.ts';
-import type { LogLine } from './proxy.ts';
+
+export interface LogLine {
+  level: LogLevel;
+  msg: string;
+  [field: string]: unknown;
+}
 
 export interface ProviderServer {
   server: NodeServer;
