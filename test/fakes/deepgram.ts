@@ -27,15 +27,15 @@
  * Faults: refused handshakes (a status, a number of them), a close after N frames,
  * `Error` messages, the idle timeout.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 import { OpusCodec, type OpusDecoder } from '../../src/codec/opus.ts';
 import { OggOpusDemuxer, isOggStart } from '../../src/codec/ogg.ts';
 import { loadOpusModule } from '../../src/runtime/node/wasm.ts';
 import { SAMPLE_RATE, Segmenter, pcmFrom, recognize, to24k } from './speech.ts';
 import { Waiters } from '../helpers/waiters.ts';
+import { UpgradeListener } from './listener.ts';
 
 export interface FakeDeepgramOptions {
   apiKey?: string;
@@ -302,19 +302,17 @@ export class FakeDeepgram {
   private readonly waiters = new Waiters('fake Deepgram');
 
   private constructor(
-    private readonly server: Server,
-    private readonly wss: WebSocketServer,
+    private readonly listener: UpgradeListener,
     readonly codec: OpusCodec,
     readonly options: FakeDeepgramOptions,
   ) {}
 
   static async start(options: FakeDeepgramOptions = {}): Promise<FakeDeepgram> {
-    const server = createServer((_req, res) => res.writeHead(426).end());
-    const wss = new WebSocketServer({ noServer: true, handleProtocols: (protocols) => (protocols.has('token') ? 'token' : false) });
     const codec = await OpusCodec.instantiate(await loadOpusModule());
-    const fake = new FakeDeepgram(server, wss, codec, options);
-    server.on('upgrade', (req, socket, head) => fake.onUpgrade(req, socket, head));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    // The handler runs only once a client connects, after `fake` is assigned.
+    let fake: FakeDeepgram | undefined;
+    const listener = await UpgradeListener.listen((req, socket, head) => fake!.onUpgrade(req, socket, head), { subprotocol: 'token' });
+    fake = new FakeDeepgram(listener, codec, options);
     return fake;
   }
 
@@ -324,7 +322,7 @@ export class FakeDeepgram {
 
   /** The value for DEEPGRAM_BASE_URL (http, as operators paste it: the proxy maps it to ws). */
   get baseUrl(): string {
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/v1`;
+    return `http://127.0.0.1:${this.listener.port}/v1`;
   }
 
   waitFor(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
@@ -336,8 +334,7 @@ export class FakeDeepgram {
   }
 
   async close(): Promise<void> {
-    for (const ws of this.wss.clients) ws.terminate();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.listener.close();
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -365,7 +362,7 @@ export class FakeDeepgram {
     const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     const protocolKey = protocols[0] === 'token' ? protocols[1] : undefined;
     if ((headerKey ?? protocolKey) !== this.apiKey) return refuse(401, 'Invalid credentials.', 'INVALID_AUTH');
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
+    this.listener.wss.handleUpgrade(req, socket, head, (ws) => {
       const conn = new FakeDeepgramConnection(ws, req, this);
       if (headerKey !== undefined && protocolKey !== undefined) conn.violations.push('authenticated twice (header and subprotocol)');
       this.connections.push(conn);

@@ -5,11 +5,11 @@
  * Faults: refuse upgrades with HTTP 503 (for a window of time, or until told otherwise),
  * and drop live connections (TCP torn down, as when the dispatcher's host dies).
  */
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 import { Waiters } from '../helpers/waiters.ts';
+import { UpgradeListener } from './listener.ts';
 
 export interface DispatchedMessage {
   sessionId: string;
@@ -41,22 +41,20 @@ export class FakeDispatcher {
   private readonly waiters = new Waiters('fake dispatcher');
 
   private constructor(
-    private readonly server: Server,
-    private readonly wss: WebSocketServer,
+    private readonly listener: UpgradeListener,
   ) {}
 
   static async start(): Promise<FakeDispatcher> {
-    const server = createServer((_req, res) => res.writeHead(426).end('WebSocket only'));
-    const wss = new WebSocketServer({ noServer: true });
-    const fake = new FakeDispatcher(server, wss);
-    server.on('upgrade', (req, socket, head) => fake.onUpgrade(req, socket, head));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    // The handler runs only once a client connects, after `fake` is assigned.
+    let fake: FakeDispatcher | undefined;
+    const listener = await UpgradeListener.listen((req, socket, head) => fake!.onUpgrade(req, socket, head));
+    fake = new FakeDispatcher(listener);
     return fake;
   }
 
   /** The value for DISPATCHER_WS_URL (with `path`, which may carry a query). */
   url(path = '/ingest'): string {
-    return `ws://127.0.0.1:${(this.server.address() as AddressInfo).port}${path}`;
+    return `ws://127.0.0.1:${this.listener.port}${path}`;
   }
 
   messages(): DispatchedMessage[] {
@@ -105,8 +103,7 @@ export class FakeDispatcher {
   }
 
   async close(): Promise<void> {
-    for (const ws of this.wss.clients) ws.terminate();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.listener.close();
   }
 
   private notify(): void {
@@ -121,7 +118,7 @@ export class FakeDispatcher {
       this.notify();
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
+    this.listener.wss.handleUpgrade(req, socket, head, (ws) => {
       const conn: DispatcherConnection = { id: this.connections.length + 1, url: req.url ?? '', headers: req.headers, messages: [], closedWith: undefined };
       this.connections.push(conn);
       this.sockets.set(conn.id, ws);

@@ -25,12 +25,12 @@
  * Turns are found by an energy VAD on the audio and transcribed by the OpenAI fake's
  * recogniser. Faults: refused handshakes, a close after N audio messages, `goAway`.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 import { Segmenter, pcmFrom, recognize, to24k } from './speech.ts';
 import { Waiters } from '../helpers/waiters.ts';
+import { UpgradeListener } from './listener.ts';
 
 export const LIVE_PATH = '/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent';
 export const TRANSCRIBE_MODEL = 'models/gemini-3.5-transcribe-live';
@@ -233,17 +233,15 @@ export class FakeGeminiLive {
   private readonly waiters = new Waiters('fake Gemini');
 
   private constructor(
-    private readonly server: Server,
-    private readonly wss: WebSocketServer,
+    private readonly listener: UpgradeListener,
     readonly options: FakeGeminiOptions,
   ) {}
 
   static async start(options: FakeGeminiOptions = {}): Promise<FakeGeminiLive> {
-    const server = createServer((_req, res) => res.writeHead(426).end());
-    const wss = new WebSocketServer({ noServer: true });
-    const fake = new FakeGeminiLive(server, wss, options);
-    server.on('upgrade', (req, socket, head) => fake.onUpgrade(req, socket, head));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    // The handler runs only once a client connects, after `fake` is assigned.
+    let fake: FakeGeminiLive | undefined;
+    const listener = await UpgradeListener.listen((req, socket, head) => fake!.onUpgrade(req, socket, head));
+    fake = new FakeGeminiLive(listener, options);
     return fake;
   }
 
@@ -253,7 +251,7 @@ export class FakeGeminiLive {
 
   /** The value for GEMINI_BASE_URL. */
   get baseUrl(): string {
-    return `ws://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return `ws://127.0.0.1:${this.listener.port}`;
   }
 
   waitFor(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
@@ -265,8 +263,7 @@ export class FakeGeminiLive {
   }
 
   async close(): Promise<void> {
-    for (const ws of this.wss.clients) ws.terminate();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.listener.close();
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -281,7 +278,7 @@ export class FakeGeminiLive {
     };
     if (this.faults.refuseHandshake) return refuse(this.faults.refuseHandshake);
     if (url.pathname !== LIVE_PATH) return refuse(404);
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
+    this.listener.wss.handleUpgrade(req, socket, head, (ws) => {
       const conn = new FakeGeminiConnection(ws, req, this);
       this.connections.push(conn);
       ws.on('message', (data, isBinary) => {

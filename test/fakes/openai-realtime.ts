@@ -22,10 +22,10 @@
  * Faults: a handshake refused with an HTTP status, a connection closed mid-utterance,
  * error events, slow answers, completions out of order.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { IncomingMessage } from 'node:http';
+import type { WebSocket } from 'ws';
 import { Waiters } from '../helpers/waiters.ts';
+import { UpgradeListener } from './listener.ts';
 
 export const SAMPLE_RATE = 24_000;
 const FRAME = SAMPLE_RATE / 50; // 20 ms
@@ -359,19 +359,15 @@ export class FakeOpenAI {
   private readonly waiters = new Waiters('fake OpenAI');
 
   private constructor(
-    private readonly server: Server,
-    private readonly wss: WebSocketServer,
+    private readonly listener: UpgradeListener,
     readonly options: FakeOpenAIOptions,
   ) {}
 
   static async start(options: FakeOpenAIOptions = {}): Promise<FakeOpenAI> {
-    const server = createServer((_req, res) => {
-      res.writeHead(426, { 'content-type': 'application/json' }).end('{"error":{"message":"Upgrade required"}}');
-    });
-    const wss = new WebSocketServer({ noServer: true, handleProtocols: (protocols) => (protocols.has('realtime') ? 'realtime' : false) });
-    const fake = new FakeOpenAI(server, wss, options);
-    server.on('upgrade', (req, socket, head) => fake.onUpgrade(req, socket, head));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    // The handler runs only once a client connects, after `fake` is assigned.
+    let fake: FakeOpenAI | undefined;
+    const listener = await UpgradeListener.listen((req, socket, head) => fake!.onUpgrade(req, socket, head), { subprotocol: 'realtime' });
+    fake = new FakeOpenAI(listener, options);
     return fake;
   }
 
@@ -381,7 +377,7 @@ export class FakeOpenAI {
 
   /** The value for OPENAI_BASE_URL. */
   get baseUrl(): string {
-    return `ws://127.0.0.1:${(this.server.address() as AddressInfo).port}/v1`;
+    return `ws://127.0.0.1:${this.listener.port}/v1`;
   }
 
   /** Resolves when `predicate` holds, checked after every server event and connection. */
@@ -394,8 +390,7 @@ export class FakeOpenAI {
   }
 
   async close(): Promise<void> {
-    for (const ws of this.wss.clients) ws.terminate();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.listener.close();
   }
 
   private onUpgrade(req: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer): void {
@@ -412,7 +407,7 @@ export class FakeOpenAI {
     if (headerKey === undefined && protocolKey === undefined) {
       return refuse(401, '{"error":{"message":"Missing bearer or basic authentication in header","type":"invalid_request_error","code":null}}');
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
+    this.listener.wss.handleUpgrade(req, socket, head, (ws) => {
       const key = headerKey ?? protocolKey;
       const conn = new FakeRealtimeConnection(ws, req, this, key === this.apiKey);
       this.connections.push(conn);
