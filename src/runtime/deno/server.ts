@@ -1,8 +1,8 @@
 import { Hono } from 'hono';
-import { createApp, type AppDeps } from '../../app.ts';
-import { ConfigError, loadConfig, type Config } from '../../config.ts';
-import { createLogger, type Logger } from '../../log.ts';
-import { createMetrics, type Metrics } from '../../metrics.ts';
+import { createApp } from '../../app.ts';
+import { ConfigError, loadConfig } from '../../config.ts';
+import { createLogger } from '../../log.ts';
+import { createMetrics } from '../../metrics.ts';
 import { PROVIDERS } from '../../backends/registry.ts';
 import { OpusCodec } from '../../codec/opus.ts';
 import { webSocketDispatcherSinks } from '../../sinks/dispatcher/websocket.ts';
@@ -11,24 +11,11 @@ import { denoBase64 } from './base64.ts';
 import { denoConnector } from './connector.ts';
 import { loadOpusModule } from './wasm.ts';
 import { createDenoWebSocket } from './websocket.ts';
+import type { RunningServer, ServerOptions } from '../server.ts';
 
-export interface DenoServer {
-  readonly port: number;
-  readonly config: Config;
-  readonly log: Logger;
-  readonly metrics: Metrics;
-  /** Stops accepting, closes every client socket, and resolves when the server is closed. */
-  close(): Promise<void>;
-}
+export type DenoServer = RunningServer;
 
-export interface DenoServerOptions {
-  env: Readonly<Record<string, string | undefined>>;
-  log?: Logger;
-  /** Extra sinks (the dispatcher), built per session. */
-  sinks?: (config: Config, log: Logger, metrics: Metrics) => AppDeps['sinks'];
-}
-
-// Same shape as the Node server's, kept here so Deno never loads the Node server module.
+export type DenoServerOptions = ServerOptions;
 
 /** How long shutdown waits for clients to answer our close frame. */
 const CLOSE_GRACE_MS = 2_000;

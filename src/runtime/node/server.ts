@@ -2,10 +2,10 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
-import { createApp, type AppDeps } from '../../app.ts';
-import { ConfigError, loadConfig, type Config } from '../../config.ts';
-import { createLogger, type Logger } from '../../log.ts';
-import { createMetrics, type Metrics } from '../../metrics.ts';
+import { createApp } from '../../app.ts';
+import { ConfigError, loadConfig } from '../../config.ts';
+import { createLogger } from '../../log.ts';
+import { createMetrics } from '../../metrics.ts';
 import { PROVIDERS } from '../../backends/registry.ts';
 import { OpusCodec } from '../../codec/opus.ts';
 import { webSocketDispatcherSinks } from '../../sinks/dispatcher/websocket.ts';
@@ -15,22 +15,11 @@ import { nodeBase64 } from './base64.ts';
 import { nodeConnector } from './connector.ts';
 import { loadOpusModule } from './wasm.ts';
 import { createNodeWebSocket } from './websocket.ts';
+import type { RunningServer, ServerOptions } from '../server.ts';
 
-export interface NodeServer {
-  readonly port: number;
-  readonly config: Config;
-  readonly log: Logger;
-  readonly metrics: Metrics;
-  /** Stops accepting, closes every client socket, and resolves when the server is closed. */
-  close(): Promise<void>;
-}
+export type NodeServer = RunningServer;
 
-export interface NodeServerOptions {
-  env: Readonly<Record<string, string | undefined>>;
-  log?: Logger;
-  /** Extra sinks, built per session; by default the dispatcher over DISPATCHER_WS_URL. */
-  sinks?: (config: Config, log: Logger, metrics: Metrics) => AppDeps['sinks'];
-}
+export type NodeServerOptions = ServerOptions;
 
 
 let codec: Promise<OpusCodec> | undefined;
