@@ -5,13 +5,16 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { FakeOpenAI } from '../fakes/openai-realtime.ts';
+import { FakeOpenAI, type FakeRealtimeConnection } from '../fakes/openai-realtime.ts';
 import { TAG_A, TAG_B, TestClient, replayJvb } from '../helpers/client.ts';
 import { readJvbCapture } from '../helpers/fixtures.ts';
 import { until } from '../helpers/wait.ts';
 import { LAUNCHERS, type RunningApp } from './launchers.ts';
 
 const capture = readJvbCapture();
+
+const transcriptionOf = (c: FakeRealtimeConnection) =>
+  (c.sessionUpdates[0] as { audio?: { input?: { transcription?: { language?: string } } } } | undefined)?.audio?.input?.transcription;
 /** Finals per runtime, `tag: text`, for the cross-runtime comparison. */
 const finalsByRuntime = new Map<string, string[]>();
 
@@ -134,12 +137,14 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
   });
 
   it('flushes a tag\'s utterance on stop', async () => {
-    const client = await TestClient.connect(ws('sessionId=stopper&sendBack=true'));
-    const before = fake.connections.length;
+    // The session's language marks its provider connection: earlier tests' connections may
+    // still be arriving at the fake.
+    const client = await TestClient.connect(ws('sessionId=stopper&sendBack=true&lang=fr'));
+    const mine = () => fake.connections.find((c) => transcriptionOf(c)?.language === 'fr');
     // 3 s of speaker A, then stop: the final comes from the stop, not from a silence.
     await replayJvb(client, { pace: 'fast', records: capture.filter((r) => r.tag === TAG_A).slice(0, 151) });
-    await fake.waitFor(() => fake.connections[before]?.appends === 150, 'the audio');
-    const conn = fake.connections[before]!;
+    await fake.waitFor(() => mine()?.appends === 150, 'the audio');
+    const conn = mine()!;
     expect(conn.commits).toBe(0);
     client.send({ event: 'stop', stop: { tag: TAG_A } });
     await fake.waitFor(() => conn.closedWith !== undefined, 'the provider stream to close');
