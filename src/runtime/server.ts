@@ -1,5 +1,7 @@
 import type { AppDeps } from '../app.ts';
-import type { Config } from '../config.ts';
+import { PROVIDERS } from '../backends/registry.ts';
+import { OpusCodec } from '../codec/opus.ts';
+import { ConfigError, loadConfig, type Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -18,4 +20,32 @@ export interface ServerOptions {
   log?: Logger;
   /** Extra sinks, built per session; by default the dispatcher over DISPATCHER_WS_URL. */
   sinks?: (config: Config, log: Logger, metrics: Metrics) => AppDeps['sinks'];
+}
+
+/**
+ * A server entry's configuration (Node, Deno: the dispatcher is a WebSocket there), or a
+ * ConfigError listing every problem at once.
+ */
+export function loadServerConfig(env: ServerOptions['env']): Config {
+  const result = loadConfig(env, PROVIDERS);
+  if (!result.ok) throw new ConfigError(result.errors);
+  if (result.config.useDispatcher && result.config.dispatcher.wsUrl === undefined) {
+    throw new ConfigError(['DISPATCHER_WS_URL: required when USE_DISPATCHER is true (the dispatcher WebSocket endpoint)']);
+  }
+  return result.config;
+}
+
+/**
+ * The codec of a process or isolate: one WASM instance hosts every session's decoders. Loaded
+ * on first use; a failed load is tried again by the next caller.
+ */
+export function sharedCodec(load: () => Promise<WebAssembly.Module>): () => Promise<OpusCodec> {
+  let codec: Promise<OpusCodec> | undefined;
+  return () => {
+    codec ??= load().then((m) => OpusCodec.instantiate(m));
+    codec.catch(() => {
+      codec = undefined;
+    });
+    return codec;
+  };
 }

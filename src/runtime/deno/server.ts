@@ -1,17 +1,14 @@
 import { Hono } from 'hono';
 import { createApp } from '../../app.ts';
-import { ConfigError, loadConfig } from '../../config.ts';
 import { createLogger } from '../../log.ts';
 import { createMetrics } from '../../metrics.ts';
-import { PROVIDERS } from '../../backends/registry.ts';
-import { OpusCodec } from '../../codec/opus.ts';
 import { webSocketDispatcherSinks } from '../../sinks/dispatcher/websocket.ts';
 import { systemTimers } from '../../util/timers.ts';
 import { denoBase64 } from './base64.ts';
 import { denoConnector } from './connector.ts';
 import { loadOpusModule } from './wasm.ts';
 import { createDenoWebSocket } from './websocket.ts';
-import type { RunningServer, ServerOptions } from '../server.ts';
+import { loadServerConfig, sharedCodec, type RunningServer, type ServerOptions } from '../server.ts';
 
 export type DenoServer = RunningServer;
 
@@ -20,18 +17,14 @@ export type DenoServerOptions = ServerOptions;
 /** How long shutdown waits for clients to answer our close frame. */
 const CLOSE_GRACE_MS = 2_000;
 
-let codec: Promise<OpusCodec> | undefined;
-// One WASM instance per process: every session's decoders live in it.
-const sharedCodec = () => (codec ??= loadOpusModule().then((m) => OpusCodec.instantiate(m)));
+const codec = sharedCodec(loadOpusModule);
 
 /**
  * Serves the app with Deno.serve. PORT=0 picks a free port; the `listening` log line
  * (JSON on stdout) carries the real one, so a test launcher can read it.
  */
 export async function startDenoServer(options: DenoServerOptions): Promise<DenoServer> {
-  const result = loadConfig(options.env, PROVIDERS);
-  if (!result.ok) throw new ConfigError(result.errors);
-  const config = result.config;
+  const config = loadServerConfig(options.env);
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
   const { upgradeWebSocket, sockets } = createDenoWebSocket();
@@ -43,7 +36,7 @@ export async function startDenoServer(options: DenoServerOptions): Promise<DenoS
       config,
       runtime: 'deno',
       upgradeWebSocket,
-      codec: sharedCodec,
+      codec,
       connector: denoConnector,
       base64: denoBase64,
       log,

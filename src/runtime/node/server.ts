@@ -3,11 +3,8 @@ import type { Server } from 'node:http';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { createApp } from '../../app.ts';
-import { ConfigError, loadConfig } from '../../config.ts';
 import { createLogger } from '../../log.ts';
 import { createMetrics } from '../../metrics.ts';
-import { PROVIDERS } from '../../backends/registry.ts';
-import { OpusCodec } from '../../codec/opus.ts';
 import { webSocketDispatcherSinks } from '../../sinks/dispatcher/websocket.ts';
 import { trackSinks } from '../../sinks/tracked.ts';
 import { systemTimers } from '../../util/timers.ts';
@@ -15,25 +12,18 @@ import { nodeBase64 } from './base64.ts';
 import { nodeConnector } from './connector.ts';
 import { loadOpusModule } from './wasm.ts';
 import { createNodeWebSocket } from './websocket.ts';
-import type { RunningServer, ServerOptions } from '../server.ts';
+import { loadServerConfig, sharedCodec, type RunningServer, type ServerOptions } from '../server.ts';
 
 export type NodeServer = RunningServer;
 
 export type NodeServerOptions = ServerOptions;
 
 
-let codec: Promise<OpusCodec> | undefined;
-// One WASM instance per process: every session's decoders live in it.
-const sharedCodec = () => (codec ??= loadOpusModule().then((m) => OpusCodec.instantiate(m)));
+const codec = sharedCodec(loadOpusModule);
 
 /** Serves the app on Node with @hono/node-server and our `ws` upgrade adapter. */
 export async function startNodeServer(options: NodeServerOptions): Promise<NodeServer> {
-  const result = loadConfig(options.env, PROVIDERS);
-  if (!result.ok) throw new ConfigError(result.errors);
-  const config = result.config;
-  if (config.useDispatcher && config.dispatcher.wsUrl === undefined) {
-    throw new ConfigError(['DISPATCHER_WS_URL: required when USE_DISPATCHER is true (the dispatcher WebSocket endpoint)']);
-  }
+  const config = loadServerConfig(options.env);
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
   // The transport limit sits above the app's, so an oversized frame is refused by the
@@ -55,7 +45,7 @@ export async function startNodeServer(options: NodeServerOptions): Promise<NodeS
       config,
       runtime: 'node',
       upgradeWebSocket,
-      codec: sharedCodec,
+      codec,
       connector: nodeConnector,
       base64: nodeBase64,
       log,

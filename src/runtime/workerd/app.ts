@@ -3,10 +3,10 @@ import { createApp, type AppDeps } from '../../app.ts';
 import type { Config } from '../../config.ts';
 import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
-import { OpusCodec } from '../../codec/opus.ts';
 import { workerdConnector } from './connector.ts';
 import { loadOpusModule } from './wasm.ts';
 import { upgradeWebSocket } from './websocket.ts';
+import { sharedCodec } from '../server.ts';
 
 export interface WorkerdAppOptions {
   /** Loaded by the Worker entry with loadConfig(workerVars(env), PROVIDERS). */
@@ -19,9 +19,7 @@ export interface WorkerdAppOptions {
   backend?: AppDeps['backend'];
 }
 
-let codec: Promise<OpusCodec> | undefined;
-// One WASM instance per isolate: every session's decoders live in it.
-const sharedCodec = () => (codec ??= loadOpusModule().then((m) => OpusCodec.instantiate(m)));
+const codec = sharedCodec(loadOpusModule);
 
 /**
  * The Worker's string variables: a Worker's env mixes them with bindings (Durable Object
@@ -39,7 +37,7 @@ export function createWorkerdApp(options: WorkerdAppOptions): Hono {
     config: options.config,
     runtime: 'workerd',
     upgradeWebSocket,
-    codec: sharedCodec,
+    codec,
     connector: workerdConnector,
     log: options.log,
     metrics: options.metrics,
