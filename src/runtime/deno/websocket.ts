@@ -1,4 +1,5 @@
-import { WSContext, defineWebSocketHelper, type UpgradeWebSocket } from 'hono/ws';
+import { defineWebSocketHelper, type UpgradeWebSocket } from 'hono/ws';
+import { webSocketContext } from '../ws-context.ts';
 
 /**
  * Hono WebSocket upgrades on Deno.upgradeWebSocket.
@@ -17,16 +18,7 @@ export function createDenoWebSocket() {
     // Already Deno's default for accepted sockets; set so binary frames never arrive as Blob.
     socket.binaryType = 'arraybuffer';
     const url = new URL(c.req.url);
-    const ctx = new WSContext<WebSocket>({
-      send: (data) => socket.send(data),
-      close: (code, reason) => socket.close(code, reason),
-      raw: socket,
-      get readyState() {
-        return socket.readyState as 0 | 1 | 2 | 3;
-      },
-      url,
-      protocol: protocol ?? '',
-    });
+    const ctx = webSocketContext(socket, url, protocol);
     socket.onopen = (event) => {
       sockets.add(socket);
       events.onOpen?.(event, ctx);

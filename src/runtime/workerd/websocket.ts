@@ -1,4 +1,5 @@
-import { WSContext, defineWebSocketHelper, type UpgradeWebSocket } from 'hono/ws';
+import { defineWebSocketHelper, type UpgradeWebSocket } from 'hono/ws';
+import { webSocketContext } from '../ws-context.ts';
 
 /** Close codes that may not be sent in a close frame (RFC 6455 §7.4.1). */
 const RESERVED_CLOSE_CODES = new Set([1005, 1006, 1015]);
@@ -30,16 +31,7 @@ export const upgradeWebSocket: UpgradeWebSocket<WebSocket> = defineWebSocketHelp
   const url = new URL(c.req.url);
   // Like Node's `ws` server: agree to the client's first subprotocol, if it offers any.
   const protocol = c.req.header('sec-websocket-protocol')?.split(',')[0]?.trim() || undefined;
-  const ctx = new WSContext<WebSocket>({
-    send: (data) => server.send(data),
-    close: (code, reason) => server.close(code, reason),
-    raw: server,
-    get readyState() {
-      return server.readyState as 0 | 1 | 2 | 3;
-    },
-    url,
-    protocol: protocol ?? '',
-  });
+  const ctx = webSocketContext(server, url, protocol);
   server.binaryType = 'arraybuffer';
   server.addEventListener('message', (event) => events.onMessage?.(event, ctx));
   let closed = false;
