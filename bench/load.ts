@@ -32,7 +32,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const WARMUP_SECONDS = 4;
 /** Participant B starts this long after A, so their provider connections open in that order. */
 const B_OFFSET_MS = 250;
-const PASS_THROUGH_SESSIONS = (process.env.BENCH_PASS_THROUGH_SESSIONS ?? '50,150').split(',').filter(Boolean).map(Number);
+const PASS_THROUGH_SESSIONS = (process.env.BENCH_PASS_THROUGH_SESSIONS ?? '50,150,300').split(',').filter(Boolean).map(Number);
 const TARGETS = { streamsPerCore: 250, p99Ms: 5, rssKbPerStream: 150, passThroughStreamsPerCore: 1500 };
 const TICKS_PER_SECOND = 100; // Linux USER_HZ, the unit of /proc/<pid>/stat times
 
@@ -73,9 +73,12 @@ interface ServerProcess {
   port: number;
 }
 
-async function startServer(sink: TimingSink): Promise<ServerProcess> {
+/** Starts `npm start`'s server, or with `entry`, another program under the same V8 flags. */
+async function startServer(sink: TimingSink, entry?: string[]): Promise<ServerProcess> {
   const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=/tmp/bench-prof'] : [];
-  const child = spawn(process.execPath, [...profile, ...startArgs()], {
+  const args = startArgs();
+  if (entry) args.splice(-1, 1, ...entry);
+  const child = spawn(process.execPath, [...profile, ...args], {
     env: {
       ...process.env,
       PORT: '0',
@@ -205,9 +208,9 @@ interface Step {
   sent: number;
 }
 
-async function step(sessions: number, makeSink: () => Promise<TimingSink>): Promise<Step> {
+async function step(sessions: number, makeSink: () => Promise<TimingSink>, entry?: string[]): Promise<Step> {
   const sink = await makeSink();
-  const server = await startServer(sink);
+  const server = await startServer(sink, entry);
   try {
     // One throwaway session loads the WASM codec, so the baseline RSS includes it.
     const warm = await openSession(server.port, 9999);
@@ -292,14 +295,20 @@ for (const n of SESSIONS) {
   printRow(r, decodeBase64);
 }
 
-// Pass-through has no decode: its reference is the decode-only limit, to show the saving.
-console.log(`\nDeepgram, Opus passed through undecoded\n${HEADER}`);
+// Pass-through has no decode. Its reference is the least any Node relay does per frame on this
+// machine (bench/relay-floor.ts: JSON.parse, base64 decode, one ws.send), at the same load.
+console.log(`\nDeepgram, Opus passed through undecoded; reference: the minimal relay at the same load\n${HEADER}`);
 const passThrough: Step[] = [];
+const floors: Step[] = [];
 for (const n of PASS_THROUGH_SESSIONS) {
+  const floor = await step(n, () => threadSink('deepgram'), ['--import', 'tsx', 'bench/relay-floor.ts']);
+  floors.push(floor);
   const r = await step(n, () => threadSink('deepgram'));
   passThrough.push(r);
-  printRow(r, decodeOnly);
+  printRow(r, floor.streamsPerCore);
 }
+console.log(`\nminimal relay (bench/relay-floor.ts: per frame JSON.parse, base64 decode, one ws.send; nothing else)\n${HEADER}`);
+for (const floor of floors) printRow(floor, floor.streamsPerCore);
 
 const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
 console.log('\ntargets:');
