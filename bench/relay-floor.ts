@@ -46,5 +46,5 @@ server.on('connection', (client, request) => {
 });
 server.on('listening', () => {
   const address = server.address();
-  console.log(JSON.stringify({ msg: 'listening', port: typeof address === 'string' ? 0 : address.port }));
+  console.log(JSON.stringify({ msg: 'listening', port: typeof address === 'object' ? address?.port : undefined }));
 });
