@@ -9,9 +9,11 @@
  * (streams / CPU fraction), RSS per stream, and the delay from a frame leaving the load
  * generator to its append reaching the fake (p50 / p99; both ends read the system's
  * monotonic clock), early and late in the run: a late p99 far above the early one is a
- * growing backlog. Next to it, measured in the same run: the decode-only limit (WASM
- * libopus to 24 kHz int16, plus the base64 the OpenAI wire needs), so the proxy's own
- * overhead shows as a ratio. Machine noise hits every figure; compare ratios, not runs.
+ * growing backlog. Next to it, measured in the same run, a reference per provider, so the
+ * proxy's own overhead shows as a ratio: for OpenAI the decode-only limit (WASM libopus to
+ * 24 kHz int16, plus the base64 its wire needs); for pass-through the minimal relay
+ * (bench/relay-floor.ts) driven the same way. Machine noise hits every figure; compare
+ * ratios, not runs.
  *
  *   npm run bench                      (builds dist/ first)
  *   BENCH_SESSIONS=25,50,100 BENCH_PASS_THROUGH_SESSIONS=100 BENCH_SECONDS=20 npm run bench
