@@ -35,6 +35,14 @@ export function loadServerConfig(env: ServerOptions['env']): Config {
   return result.config;
 }
 
+/** What a server entry logs once it listens (scripts and tests wait for `listening`). */
+export function logListening(log: Logger, config: Config, port: number): void {
+  log.info('listening', { host: config.host, port, providers: config.providers.map((p) => p.name) });
+  if (config.providers.length === 0) {
+    log.warn(`no provider configured: /transcribe answers 503 until ${config.missingProviderHint} is set`);
+  }
+}
+
 /**
  * The codec of a process or isolate: one WASM instance hosts every session's decoders. Loaded
  * on first use; a failed load is tried again by the next caller.

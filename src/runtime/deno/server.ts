@@ -8,7 +8,7 @@ import { denoBase64 } from './base64.ts';
 import { denoConnector } from './connector.ts';
 import { loadOpusModule } from './wasm.ts';
 import { createDenoWebSocket } from './websocket.ts';
-import { loadServerConfig, sharedCodec, type RunningServer, type ServerOptions } from '../server.ts';
+import { loadServerConfig, logListening, sharedCodec, type RunningServer, type ServerOptions } from '../server.ts';
 
 export type DenoServer = RunningServer;
 
@@ -65,10 +65,7 @@ export async function startDenoServer(options: DenoServerOptions): Promise<DenoS
     );
   });
   const port = server.addr.port;
-  log.info('listening', { host: config.host, port, providers: config.providers.map((p) => p.name) });
-  if (config.providers.length === 0) {
-    log.warn(`no provider configured: /transcribe answers 503 until ${config.missingProviderHint} is set`);
-  }
+  logListening(log, config, port);
 
   return {
     port,

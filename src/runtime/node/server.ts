@@ -12,7 +12,7 @@ import { nodeBase64 } from './base64.ts';
 import { nodeConnector } from './connector.ts';
 import { loadOpusModule } from './wasm.ts';
 import { createNodeWebSocket } from './websocket.ts';
-import { loadServerConfig, sharedCodec, type RunningServer, type ServerOptions } from '../server.ts';
+import { loadServerConfig, logListening, sharedCodec, type RunningServer, type ServerOptions } from '../server.ts';
 
 export type NodeServer = RunningServer;
 
@@ -60,10 +60,7 @@ export async function startNodeServer(options: NodeServerOptions): Promise<NodeS
   });
   injectWebSocket(server, app);
   const port = (server.address() as AddressInfo).port;
-  log.info('listening', { host: config.host, port, providers: config.providers.map((p) => p.name) });
-  if (config.providers.length === 0) {
-    log.warn(`no provider configured: /transcribe answers 503 until ${config.missingProviderHint} is set`);
-  }
+  logListening(log, config, port);
 
   return {
     port,
