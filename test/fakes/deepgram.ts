@@ -34,8 +34,7 @@ import { OpusCodec, type OpusDecoder } from '../../src/codec/opus.ts';
 import { OggOpusDemuxer, isOggStart } from '../../src/codec/ogg.ts';
 import { loadOpusModule } from '../../src/runtime/node/wasm.ts';
 import { SAMPLE_RATE, Segmenter, pcmFrom, recognize, to24k } from './speech.ts';
-import { Waiters } from '../helpers/waiters.ts';
-import { UpgradeListener } from './listener.ts';
+import { FakeServer, UpgradeListener } from './listener.ts';
 
 export interface FakeDeepgramOptions {
   apiKey?: string;
@@ -295,17 +294,18 @@ export class FakeDeepgramConnection {
   }
 }
 
-export class FakeDeepgram {
+export class FakeDeepgram extends FakeServer {
   readonly connections: FakeDeepgramConnection[] = [];
   readonly handshakes: Handshake[] = [];
   faults: DeepgramFaults = {};
-  private readonly waiters = new Waiters('fake Deepgram');
 
   private constructor(
-    private readonly listener: UpgradeListener,
+    listener: UpgradeListener,
     readonly codec: OpusCodec,
     readonly options: FakeDeepgramOptions,
-  ) {}
+  ) {
+    super(listener, 'fake Deepgram');
+  }
 
   static async start(options: FakeDeepgramOptions = {}): Promise<FakeDeepgram> {
     const codec = await OpusCodec.instantiate(await loadOpusModule());
@@ -323,18 +323,6 @@ export class FakeDeepgram {
   /** The value for DEEPGRAM_BASE_URL (http, as operators paste it: the proxy maps it to ws). */
   get baseUrl(): string {
     return `http://127.0.0.1:${this.listener.port}/v1`;
-  }
-
-  waitFor(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-    return this.waiters.waitFor(predicate, what, timeoutMs);
-  }
-
-  notify(): void {
-    this.waiters.notify();
-  }
-
-  async close(): Promise<void> {
-    await this.listener.close();
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

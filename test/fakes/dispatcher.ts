@@ -8,8 +8,7 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
-import { Waiters } from '../helpers/waiters.ts';
-import { UpgradeListener } from './listener.ts';
+import { FakeServer, UpgradeListener } from './listener.ts';
 
 export interface DispatchedMessage {
   sessionId: string;
@@ -29,7 +28,7 @@ export interface DispatcherConnection {
   closedWith: { code: number; by: 'client' | 'server' } | undefined;
 }
 
-export class FakeDispatcher {
+export class FakeDispatcher extends FakeServer {
   readonly connections: DispatcherConnection[] = [];
   /** Every message received, in arrival order, with the connection it came on. */
   readonly received: { connection: number; message: DispatchedMessage }[] = [];
@@ -38,11 +37,10 @@ export class FakeDispatcher {
   private refusing = false;
   private refusingUntil = 0;
   private readonly sockets = new Map<number, WebSocket>();
-  private readonly waiters = new Waiters('fake dispatcher');
 
-  private constructor(
-    private readonly listener: UpgradeListener,
-  ) {}
+  private constructor(listener: UpgradeListener) {
+    super(listener, 'fake dispatcher', 30_000);
+  }
 
   static async start(): Promise<FakeDispatcher> {
     // The handler runs only once a client connects, after `fake` is assigned.
@@ -95,19 +93,6 @@ export class FakeDispatcher {
 
   get down(): boolean {
     return this.refusing || Date.now() < this.refusingUntil;
-  }
-
-  /** Resolves when `predicate` holds, checked after every message, connection and close. */
-  waitFor(predicate: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-    return this.waiters.waitFor(predicate, what, timeoutMs);
-  }
-
-  async close(): Promise<void> {
-    await this.listener.close();
-  }
-
-  private notify(): void {
-    this.waiters.notify();
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

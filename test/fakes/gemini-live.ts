@@ -29,8 +29,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { Segmenter, pcmFrom, recognize, to24k } from './speech.ts';
-import { Waiters } from '../helpers/waiters.ts';
-import { UpgradeListener } from './listener.ts';
+import { FakeServer, UpgradeListener } from './listener.ts';
 
 export const LIVE_PATH = '/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent';
 export const TRANSCRIBE_MODEL = 'models/gemini-3.5-transcribe-live';
@@ -224,18 +223,19 @@ export class FakeGeminiConnection {
   }
 }
 
-export class FakeGeminiLive {
+export class FakeGeminiLive extends FakeServer {
   readonly connections: FakeGeminiConnection[] = [];
   /** Every upgrade request: when, and the status when refused. */
   readonly handshakes: { at: number; refused?: number }[] = [];
   faults: GeminiFaults = {};
   model = TRANSCRIBE_MODEL;
-  private readonly waiters = new Waiters('fake Gemini');
 
   private constructor(
-    private readonly listener: UpgradeListener,
+    listener: UpgradeListener,
     readonly options: FakeGeminiOptions,
-  ) {}
+  ) {
+    super(listener, 'fake Gemini');
+  }
 
   static async start(options: FakeGeminiOptions = {}): Promise<FakeGeminiLive> {
     // The handler runs only once a client connects, after `fake` is assigned.
@@ -252,18 +252,6 @@ export class FakeGeminiLive {
   /** The value for GEMINI_BASE_URL. */
   get baseUrl(): string {
     return `ws://127.0.0.1:${this.listener.port}`;
-  }
-
-  waitFor(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-    return this.waiters.waitFor(predicate, what, timeoutMs);
-  }
-
-  notify(): void {
-    this.waiters.notify();
-  }
-
-  async close(): Promise<void> {
-    await this.listener.close();
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

@@ -1,12 +1,13 @@
 /**
  * The socket side every fake server shares: an HTTP server on 127.0.0.1 that only upgrades
  * (each fake decides how, in its own `onUpgrade`), a free port, and a close that drops
- * every client.
+ * every client; and FakeServer, the base of every fake, with what its tests call on it.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
+import { Waiters } from '../helpers/waiters.ts';
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -36,5 +37,34 @@ export class UpgradeListener {
   async close(): Promise<void> {
     for (const ws of this.wss.clients) ws.terminate();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/**
+ * What every fake server offers its tests: waits on its recorded state, re-checked whenever
+ * the fake records something (`notify`), and a close that drops every client.
+ */
+export abstract class FakeServer {
+  private readonly waiters: Waiters;
+
+  protected constructor(
+    protected readonly listener: UpgradeListener,
+    name: string,
+    private readonly waitMs = 20_000,
+  ) {
+    this.waiters = new Waiters(name);
+  }
+
+  /** Resolves when `predicate` holds, checked after every event the fake records. */
+  waitFor(predicate: () => boolean, what: string, timeoutMs = this.waitMs): Promise<void> {
+    return this.waiters.waitFor(predicate, what, timeoutMs);
+  }
+
+  notify(): void {
+    this.waiters.notify();
+  }
+
+  async close(): Promise<void> {
+    await this.listener.close();
   }
 }

@@ -24,8 +24,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { WebSocket } from 'ws';
-import { Waiters } from '../helpers/waiters.ts';
-import { UpgradeListener } from './listener.ts';
+import { FakeServer, UpgradeListener } from './listener.ts';
 
 export const SAMPLE_RATE = 24_000;
 const FRAME = SAMPLE_RATE / 50; // 20 ms
@@ -351,17 +350,18 @@ export class FakeRealtimeConnection {
   }
 }
 
-export class FakeOpenAI {
+export class FakeOpenAI extends FakeServer {
   readonly connections: FakeRealtimeConnection[] = [];
   faults: Faults = {};
   eventSeq = 0;
   readonly id = Math.random().toString(36).slice(2, 8);
-  private readonly waiters = new Waiters('fake OpenAI');
 
   private constructor(
-    private readonly listener: UpgradeListener,
+    listener: UpgradeListener,
     readonly options: FakeOpenAIOptions,
-  ) {}
+  ) {
+    super(listener, 'fake OpenAI');
+  }
 
   static async start(options: FakeOpenAIOptions = {}): Promise<FakeOpenAI> {
     // The handler runs only once a client connects, after `fake` is assigned.
@@ -378,19 +378,6 @@ export class FakeOpenAI {
   /** The value for OPENAI_BASE_URL. */
   get baseUrl(): string {
     return `ws://127.0.0.1:${this.listener.port}/v1`;
-  }
-
-  /** Resolves when `predicate` holds, checked after every server event and connection. */
-  waitFor(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-    return this.waiters.waitFor(predicate, what, timeoutMs);
-  }
-
-  notify(): void {
-    this.waiters.notify();
-  }
-
-  async close(): Promise<void> {
-    await this.listener.close();
   }
 
   private onUpgrade(req: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer): void {
