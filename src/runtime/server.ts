@@ -4,6 +4,7 @@ import { OpusCodec } from '../codec/opus.ts';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import { memoizeUntilFailure } from '../util/memo.ts';
 
 /** What every runtime's server entry (Node, Deno) gives back once it listens. */
 export interface RunningServer {
@@ -48,12 +49,5 @@ export function logListening(log: Logger, config: Config, port: number): void {
  * on first use; a failed load is tried again by the next caller.
  */
 export function sharedCodec(load: () => Promise<WebAssembly.Module>): () => Promise<OpusCodec> {
-  let codec: Promise<OpusCodec> | undefined;
-  return () => {
-    codec ??= load().then((m) => OpusCodec.instantiate(m));
-    codec.catch(() => {
-      codec = undefined;
-    });
-    return codec;
-  };
+  return memoizeUntilFailure(() => load().then((module) => OpusCodec.instantiate(module)));
 }

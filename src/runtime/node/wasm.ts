@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { memoizeUntilFailure } from '../../util/memo.ts';
 
 /**
  * wasm/opus.wasm, resolved from this file's location so that it works both from
@@ -6,19 +7,12 @@ import { readFile } from 'node:fs/promises';
  */
 export const OPUS_WASM_URL = new URL('../../../wasm/opus.wasm', import.meta.url);
 
-let opusModule: Promise<WebAssembly.Module> | undefined;
-
 /** The compiled libopus module (see src/codec/opus.ts); compiled once per process. */
-export function loadOpusModule(): Promise<WebAssembly.Module> {
-  opusModule ??= readFile(OPUS_WASM_URL).then(
+export const loadOpusModule = memoizeUntilFailure(() =>
+  readFile(OPUS_WASM_URL).then(
     (bytes) => WebAssembly.compile(bytes),
     (error: unknown) => {
       throw new Error(`cannot read ${OPUS_WASM_URL.pathname} (build it with: npm run build:wasm)`, { cause: error });
     },
-  );
-  // A failure is not cached, so a later call can retry (e.g. after the file was built).
-  opusModule.catch(() => {
-    opusModule = undefined;
-  });
-  return opusModule;
-}
+  ),
+);
