@@ -48,3 +48,6 @@ server.on('listening', () => {
   const address = server.address();
   console.log(JSON.stringify({ msg: 'listening', port: typeof address === 'object' ? address?.port : undefined }));
 });
+
+// Exit on the bench's SIGTERM rather than die of it, so that BENCH_PROFILE's --cpu-prof is written.
+process.on('SIGTERM', () => process.exit(0));
