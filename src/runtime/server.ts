@@ -24,6 +24,90 @@ export interface ServerOptions {
 }
 
 /**
+ * A start-up failure the operator fixes with a setting (busy port, bad host, missing WASM):
+ * the entry prints its message alone and exits 1, with no stack trace.
+ */
+export class StartupError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'StartupError';
+  }
+}
+
+/**
+ * A listen failure as one line naming the setting to change. Node and Deno both put the
+ * errno name in `code`; Deno reports an unresolvable host only in the message.
+ */
+export function listenFailure(error: unknown, host: string, port: number): Error {
+  const at = `cannot listen on ${host}:${port}`;
+  const { code, message } = error instanceof Error ? (error as Error & { code?: string }) : { code: undefined, message: String(error) };
+  switch (code) {
+    case 'EADDRINUSE':
+      return new StartupError(`${at}: the port is in use (set PORT to a free port, or PORT=0 for any)`, { cause: error });
+    case 'EADDRNOTAVAIL':
+      return new StartupError(`${at}: no such address on this machine (set HOST, e.g. HOST=0.0.0.0 or HOST=127.0.0.1)`, { cause: error });
+    case 'EACCES':
+      return new StartupError(`${at}: permission denied (ports below 1024 need privileges; set PORT)`, { cause: error });
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new StartupError(`${at}: the host name does not resolve (set HOST to an address of this machine)`, { cause: error });
+  }
+  if (/failed to lookup address/i.test(message)) {
+    return new StartupError(`${at}: the host name does not resolve (set HOST to an address of this machine)`, { cause: error });
+  }
+  return error instanceof Error ? error : new Error(message);
+}
+
+/**
+ * The codec loaded before the server listens, so a missing or corrupt wasm/opus.wasm is a
+ * start-up error rather than a 500 on the first session.
+ */
+export async function preloadCodec(codec: () => Promise<OpusCodec>): Promise<void> {
+  try {
+    await codec();
+  } catch (error) {
+    throw new StartupError(`cannot load the Opus decoder: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+}
+
+/** What an entrypoint's process offers `main`. */
+export interface Process {
+  onSignal(signal: 'SIGINT' | 'SIGTERM', handler: () => void): void;
+  exit(code: number): void;
+  printError(text: string): void;
+}
+
+/**
+ * Runs a server entry (`npm start`, `deno task dev`): a configuration or start-up failure is
+ * printed without a stack and exits 1; SIGINT/SIGTERM close the server, then exit 0.
+ */
+export async function main(start: () => Promise<RunningServer>, proc: Process): Promise<void> {
+  // Handlers go in before the server listens: a signal in between (a supervisor that
+  // starts and stops at once) still shuts down cleanly instead of killing the process.
+  let server: RunningServer | undefined;
+  let stopRequested = false;
+  const shutdown = (running: RunningServer, signal: string) => {
+    running.log.info('shutting down', { signal });
+    void running.close().then(() => proc.exit(0));
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    proc.onSignal(signal, () => {
+      if (stopRequested) return;
+      stopRequested = true;
+      if (server) shutdown(server, signal);
+    });
+  }
+  try {
+    server = await start();
+  } catch (error) {
+    if (!(error instanceof ConfigError || error instanceof StartupError)) throw error;
+    proc.printError(error.message);
+    return proc.exit(1);
+  }
+  if (stopRequested) shutdown(server, 'signal during start-up');
+}
+
+/**
  * A server entry's configuration (Node, Deno: the dispatcher is a WebSocket there), or a
  * ConfigError listing every problem at once.
  */

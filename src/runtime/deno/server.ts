@@ -8,7 +8,15 @@ import { denoBase64 } from './base64.ts';
 import { denoConnector } from './connector.ts';
 import { loadOpusModule } from './wasm.ts';
 import { createDenoWebSocket } from './websocket.ts';
-import { loadServerConfig, logListening, sharedCodec, type RunningServer, type ServerOptions } from '../server.ts';
+import {
+  listenFailure,
+  loadServerConfig,
+  logListening,
+  preloadCodec,
+  sharedCodec,
+  type RunningServer,
+  type ServerOptions,
+} from '../server.ts';
 
 export type DenoServer = RunningServer;
 
@@ -25,6 +33,7 @@ const codec = sharedCodec(loadOpusModule);
  */
 export async function startDenoServer(options: DenoServerOptions): Promise<DenoServer> {
   const config = loadServerConfig(options.env);
+  await preloadCodec(codec);
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
   const { upgradeWebSocket, sockets } = createDenoWebSocket();
@@ -48,21 +57,24 @@ export async function startDenoServer(options: DenoServerOptions): Promise<DenoS
     }),
   );
 
-  const server = await new Promise<Deno.HttpServer<Deno.NetAddr>>((resolve) => {
+  const server = await new Promise<Deno.HttpServer<Deno.NetAddr>>((resolve, reject) => {
     // onListen replaces Deno's own "Listening on" line, which would break JSON-lines stdout.
-    const s: Deno.HttpServer<Deno.NetAddr> = Deno.serve(
-      {
-        port: config.port,
-        hostname: config.host,
-        onListen: () => queueMicrotask(() => resolve(s)),
-        // Deno's default prints a stack to stderr; keep the logs JSON lines, as on Node.
-        onError: (error) => {
-          log.error('request failed', { error: error instanceof Error ? error : String(error) });
-          return new Response('internal error', { status: 500 });
-        },
+    let s: Deno.HttpServer<Deno.NetAddr>;
+    const options: Deno.ServeTcpOptions = {
+      port: config.port,
+      hostname: config.host,
+      onListen: () => queueMicrotask(() => resolve(s)),
+      // Deno's default prints a stack to stderr; keep the logs JSON lines, as on Node.
+      onError: (error) => {
+        log.error('request failed', { error: error instanceof Error ? error : String(error) });
+        return new Response('internal error', { status: 500 });
       },
-      app.fetch,
-    );
+    };
+    try {
+      s = Deno.serve(options, app.fetch);
+    } catch (error) {
+      reject(listenFailure(error, config.host, config.port));
+    }
   });
   const port = server.addr.port;
   logListening(log, config, port);

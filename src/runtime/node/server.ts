@@ -12,18 +12,26 @@ import { nodeBase64 } from './base64.ts';
 import { nodeConnector } from './connector.ts';
 import { loadOpusModule } from './wasm.ts';
 import { createNodeWebSocket } from './websocket.ts';
-import { loadServerConfig, logListening, sharedCodec, type RunningServer, type ServerOptions } from '../server.ts';
+import {
+  listenFailure,
+  loadServerConfig,
+  logListening,
+  preloadCodec,
+  sharedCodec,
+  type RunningServer,
+  type ServerOptions,
+} from '../server.ts';
 
 export type NodeServer = RunningServer;
 
 export type NodeServerOptions = ServerOptions;
-
 
 const codec = sharedCodec(loadOpusModule);
 
 /** Serves the app on Node with @hono/node-server and our `ws` upgrade adapter. */
 export async function startNodeServer(options: NodeServerOptions): Promise<NodeServer> {
   const config = loadServerConfig(options.env);
+  await preloadCodec(codec);
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
   // The transport limit sits above the app's, so an oversized frame is refused by the
@@ -55,8 +63,9 @@ export async function startNodeServer(options: NodeServerOptions): Promise<NodeS
     }),
   );
 
-  const server = await new Promise<Server>((resolve) => {
+  const server = await new Promise<Server>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s as Server));
+    s.once('error', (error) => reject(listenFailure(error, config.host, config.port)));
   });
   injectWebSocket(server, app);
   const port = (server.address() as AddressInfo).port;
