@@ -19,9 +19,26 @@ if (!file) {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A problem with the command line or the file: printed as one line, exit 2. */
+function fail(message: string): never {
+  console.error(message);
+  process.exit(2);
+}
+
+function read(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') fail(`${path}: no such file (try the sample that ships with the project: npm run stream -- samples/speech.ogg)`);
+    if (code === 'EISDIR') fail(`${path}: is a directory, not an audio file`);
+    fail(`${path}: cannot read it (${(error as Error).message})`);
+  }
+}
+
 /** Frames to send, each with its delay (ms) after the previous one. */
 function frames(path: string): [delayMs: number, frame: string][] {
-  const bytes = readFileSync(path);
+  const bytes = read(path);
   if (bytes.subarray(0, 4).toString('latin1') === 'OggS') {
     const out: [number, string][] = [[0, JSON.stringify({ event: 'start', start: { tag: 'cli-0', mediaFormat: { encoding: 'ogg-opus' } } })]];
     for (let at = 0, chunk = 1; at < bytes.length; at += 200, chunk++) {
@@ -35,14 +52,25 @@ function frames(path: string): [delayMs: number, frame: string][] {
     .toString('utf8')
     .split('\n')
     .filter(Boolean)
-    .map((line) => {
-      const { timestamp, data } = JSON.parse(line) as { timestamp: number; data: string };
+    .map((line, index) => {
+      let record: { timestamp?: unknown; data?: unknown };
+      try {
+        record = JSON.parse(line) as typeof record;
+      } catch {
+        fail(`${path}:${index + 1}: neither an Ogg Opus file nor a capture of JSON lines ({"timestamp":…,"data":"…"})`);
+      }
+      const { timestamp, data } = record;
+      if (typeof timestamp !== 'number' || typeof data !== 'string') {
+        fail(`${path}:${index + 1}: a capture line needs a numeric "timestamp" and a string "data" (the frame sent)`);
+      }
       const delay = previous === undefined ? 0 : timestamp - previous;
       previous = timestamp;
       return [delay, data];
     });
 }
 
+// Read before connecting, so that a bad file is reported without touching the server.
+const toSend = frames(file);
 const ws = new WebSocket(url);
 ws.on('unexpected-response', (_req, res) => {
   let body = '';
@@ -57,9 +85,19 @@ ws.on('error', (err) => {
   process.exit(1);
 });
 ws.on('message', (data) => {
-  const msg = JSON.parse(data.toString()) as { event: string; is_interim?: boolean; participant?: { tag: string }; transcript?: { text: string }[] };
+  const msg = JSON.parse(data.toString()) as {
+    event: string;
+    is_interim?: boolean;
+    participant?: { tag: string };
+    transcript?: { text: string }[];
+    code?: string;
+    message?: string;
+    tag?: string;
+  };
   if (msg.event === 'transcription-result') {
     console.log(`${msg.is_interim ? 'interim' : 'FINAL  '} ${msg.participant?.tag}: ${msg.transcript?.[0]?.text}`);
+  } else if (msg.event === 'error') {
+    console.error(`error   ${msg.tag ?? ''}${msg.tag ? ': ' : ''}${msg.message} (${msg.code})`);
   } else {
     console.log(JSON.stringify(msg));
   }
@@ -69,7 +107,7 @@ ws.on('close', (code, reason) => {
   process.exit(0);
 });
 ws.on('open', async () => {
-  for (const [delay, frame] of frames(file)) {
+  for (const [delay, frame] of toSend) {
     if (delay > 0) await sleep(delay);
     ws.send(frame);
   }
