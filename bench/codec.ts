@@ -2,7 +2,10 @@
  * Opus decoding speed and memory: our WASM libopus (src/codec/opus.ts) against native
  * libopus (test/native/opus_ref.c, linked against the same pinned libopus release built
  * natively with cc -O2 by wasm/build.sh --native), on the same
- * packets: both JVB capture streams and speech-10s.ogg (53.3 s of audio per pass).
+ * packets: both streams of a Videobridge capture and an Ogg Opus file: the shared real ones
+ * (jvb-two-speakers.jsonl and speech-10s.ogg, 53.3 s of audio per pass) when ../shared is
+ * beside the checkout, else the repository's (test/fixtures/two-speakers.jsonl and
+ * samples/speech.ogg).
  *
  *   node --import tsx bench/codec.ts        (npm run bench:codec)
  *   BENCH_ROUNDS=10 node --import tsx bench/codec.ts
@@ -14,7 +17,7 @@
  */
 import { OpusCodec, type OpusDecoder, type OpusSampleRate } from '../src/codec/opus.ts';
 import { loadOpusModule } from '../src/runtime/node/wasm.ts';
-import { jvbPacketsByTag, readOggOpus } from '../test/helpers/fixtures.ts';
+import { benchFixtures, packetsByTag, readCapture, readOggOpus } from '../test/helpers/fixtures.ts';
 import { nativeTiming, type DecodeOp, type SampleFormat } from '../test/helpers/opus-ref.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -23,7 +26,8 @@ const TARGET_RATIO = 0.85;
 const TARGET_BYTES_PER_DECODER = 32 * 1024;
 
 // One stream after another, with a decoder reset in between (the same in C).
-const streams = [...jvbPacketsByTag().values(), readOggOpus().packets];
+const fixtures = benchFixtures();
+const streams = [...packetsByTag(readCapture(fixtures.capture)).values(), readOggOpus(fixtures.speech).packets];
 const ops: DecodeOp[] = streams.flatMap((packets, i): DecodeOp[] => [
   ...(i > 0 ? [{ op: 'reset' } as const] : []),
   ...packets.map((packet) => ({ op: 'decode', packet }) as const),

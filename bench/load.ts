@@ -26,7 +26,7 @@ import { OpusCodec } from '../src/codec/opus.ts';
 import { loadOpusModule } from '../src/runtime/node/wasm.ts';
 import type { ProviderStreamTiming, TimingSink } from './sinks.ts';
 import { threadSink } from './sink-thread.ts';
-import { jvbPacketsByTag } from '../test/helpers/fixtures.ts';
+import { benchFixtures, packetsByTag, readCapture } from '../test/helpers/fixtures.ts';
 
 const SESSIONS = (process.env.BENCH_SESSIONS ?? '25,50,100,150').split(',').filter(Boolean).map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
@@ -38,7 +38,7 @@ const PASS_THROUGH_SESSIONS = (process.env.BENCH_PASS_THROUGH_SESSIONS ?? '50,15
 const TARGETS = { streamsPerCore: 250, p99Ms: 5, rssKbPerStream: 150, passThroughStreamsPerCore: 1500 };
 const TICKS_PER_SECOND = 100; // Linux USER_HZ, the unit of /proc/<pid>/stat times
 
-const tags = [...jvbPacketsByTag().entries()];
+const tags = [...packetsByTag(readCapture(benchFixtures().capture)).entries()];
 const base64Packets = tags.map(([, packets]) => packets.map((p) => Buffer.from(p).toString('base64')));
 
 // ---------------------------------------------------------------- decode-only reference

@@ -12,13 +12,13 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import WebSocket from 'ws';
 import { FakeOpenAI } from '../test/fakes/openai-realtime.ts';
-import { jvbPacketsByTag } from '../test/helpers/fixtures.ts';
+import { benchFixtures, packetsByTag, readCapture } from '../test/helpers/fixtures.ts';
 import { startWorker } from '../test/runtimes/workerd-harness.ts';
 
 const STEPS = (process.env.BENCH_PARTICIPANTS ?? '0,25,50,100,150').split(',').map(Number);
 const ISOLATE_LIMIT_MB = 128;
 
-const packets = [...jvbPacketsByTag().values()].flat().map((p) => Buffer.from(p).toString('base64'));
+const packets = [...packetsByTag(readCapture(benchFixtures().capture)).values()].flat().map((p) => Buffer.from(p).toString('base64'));
 
 /** workerd processes started by this process (miniflare's child). */
 function workerdPids(): number[] {

@@ -11,7 +11,7 @@ import { nodeBase64 } from '../../src/runtime/node/base64.ts';
 import { nodeConnector } from '../../src/runtime/node/connector.ts';
 import { systemTimers } from '../../src/util/timers.ts';
 import { FakeDeepgram } from '../fakes/deepgram.ts';
-import { jvbPacketsByTag } from '../helpers/fixtures.ts';
+import { packetsByTag } from '../helpers/fixtures.ts';
 import { TAG_B } from '../helpers/client.ts';
 
 let fake: FakeDeepgram | undefined;
@@ -42,7 +42,7 @@ for (const supportsHeaders of [true, false]) {
     const provider = createDeepgram(config(fake), { connector, base64: nodeBase64, timers: systemTimers });
     const transcripts: Transcript[] = [];
     const conn = await provider.connect({ format: { kind: 'opus' }, log: createLogger('error') }, listener(transcripts));
-    for (const packet of jvbPacketsByTag().get(TAG_B)!.slice(0, 150)) conn.send(packet, 20);
+    for (const packet of packetsByTag().get(TAG_B)!.slice(0, 150)) conn.send(packet, 20);
     await conn.finish(5_000);
 
     const seen = fake.connections[0]!;

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TestClient } from '../helpers/client.ts';
-import { readJvbCapture } from '../helpers/fixtures.ts';
+import { readCapture } from '../helpers/fixtures.ts';
 import { startWorker, type RunningWorker } from '../runtimes/workerd-harness.ts';
 
 describe('the Worker without a container', () => {
@@ -34,7 +34,7 @@ describe('the Worker without a container', () => {
 
   it('closes a connection that goes over 64 participants with 1008 and the reason', async () => {
     const client = await TestClient.connect(`${worker.url.origin.replace('http', 'ws')}/transcribe?sessionId=crowd&sendBack=true`);
-    const media = readJvbCapture().find((r) => r.event === 'media')!;
+    const media = readCapture().find((r) => r.event === 'media')!;
     const payload = (JSON.parse(media.data) as { media: { payload: string } }).media.payload;
     for (let p = 0; p <= 64; p++) client.send({ event: 'media', media: { tag: `p${p}-0`, chunk: 1, timestamp: 960, payload } });
     await client.waitFor(() => client.closed !== undefined, 'the close', 30_000);

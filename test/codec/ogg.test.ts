@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { OGG_MAX_PAGE_SIZE, OggOpusDemuxer, isOggStart, type OggErrorReason, type OggPageKind } from '../../src/codec/ogg.ts';
-
-const FILE = new Uint8Array(readFileSync(new URL('../../../shared/fixtures/speech-10s.ogg', import.meta.url)));
+import { SPEECH_OGG_PATH, manifest, readOggOpus, sharedFixture, sharedFixtures } from '../helpers/fixtures.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Independent reference: a straightforward whole-buffer walk (bitwise CRC, no table, no streaming).
@@ -106,26 +105,57 @@ function feed(d: OggOpusDemuxer, data: Uint8Array, size: number | (() => number)
   return out;
 }
 
-const REF = walk(FILE);
-const REF_AUDIO = audioOf(REF);
-const WHOLE = feed(new OggOpusDemuxer(), FILE);
+interface RealFile {
+  path: string;
+  /** What its documentation says: the audio packets and, where documented, the pages. */
+  packets: number;
+  pages?: number;
+}
 
-describe('OggOpusDemuxer on speech-10s.ogg', () => {
-  it('reference walk sees the documented structure', () => {
-    expect(REF.length).toBe(13);
-    expect(REF_AUDIO.length).toBe(541);
-    expect(REF[12].offset + REF[12].length).toBe(FILE.length);
+/**
+ * The demuxer on a whole Ogg Opus file as an encoder wrote it, sliced and corrupted every way.
+ * Figures come from the reference walk of the same file: `before(k)` is the number of audio
+ * packets completed before page k.
+ */
+function realFileSuite(file: () => RealFile): void {
+  let FILE: Uint8Array;
+  let REF: RefPage[];
+  let REF_AUDIO: Uint8Array[];
+  let WHOLE: Uint8Array[];
+  let HEAD: ReturnType<typeof readOggOpus>;
+  let LAST: RefPage;
+  let before: (page: number) => number;
+
+  beforeAll(() => {
+    const { path } = file();
+    FILE = new Uint8Array(readFileSync(path));
+    REF = walk(FILE);
+    REF_AUDIO = audioOf(REF);
+    WHOLE = feed(new OggOpusDemuxer(), FILE);
+    HEAD = readOggOpus(path);
+    LAST = REF[REF.length - 1];
+    before = (page) => audioOf(REF.slice(0, page)).length;
   });
 
-  it('whole file: 541 packets equal to the reference walk, OpusHead parsed', () => {
+  it('reference walk sees the documented structure, with enough pages for these tests', () => {
+    const { packets, pages } = file();
+    if (pages !== undefined) expect(REF.length).toBe(pages);
+    expect(REF.length).toBeGreaterThanOrEqual(11);
+    expect(REF_AUDIO.length).toBe(packets);
+    expect(LAST.offset + LAST.length).toBe(FILE.length);
+    // The audio pages hold whole packets: page k's packets are REF_AUDIO[before(k), before(k + 1)).
+    expect(REF.every((page) => !(page.flags & 1))).toBe(true);
+  });
+
+  it('whole file: every packet equal to the reference walk, OpusHead parsed', () => {
     const d = new OggOpusDemuxer();
     const packets = d.push(FILE);
-    expect(packets.length).toBe(541);
+    expect(packets.length).toBe(REF_AUDIO.length);
     expect(packets).toEqual(REF_AUDIO);
-    expect(d.head).toMatchObject({ version: 1, channels: 1, preSkip: 312, inputSampleRate: 48000, outputGain: 0, mappingFamily: 0, streamCount: 1, coupledCount: 0 });
+    expect(d.head).toMatchObject({ version: 1, channels: HEAD.channels, preSkip: HEAD.preSkip, inputSampleRate: HEAD.inputSampleRate, outputGain: 0, mappingFamily: 0, streamCount: 1, coupledCount: 0 });
     expect(d.errors).toBe(0);
     expect(d.sequenceGaps).toBe(0);
-    expect(d.granulePosition).toBe(Number(REF[12].granule));
+    expect(d.granulePosition).toBe(Number(LAST.granule));
     expect(d.ended).toBe(true);
     expect(d.bufferedBytes).toBe(0);
     // Packets are independent copies, not views into the internal buffer.
@@ -145,9 +175,9 @@ describe('OggOpusDemuxer on speech-10s.ogg', () => {
     const pages: Array<[Uint8Array, OggPageKind]> = [];
     const d = new OggOpusDemuxer({ onPage: (p, k) => pages.push([p, k]) });
     feed(d, FILE, 200);
-    expect(pages.length).toBe(13);
+    expect(pages.length).toBe(REF.length);
     expect(concat(...pages.map((p) => p[0]))).toEqual(FILE);
-    expect(pages.map((p) => p[1])).toEqual(['header', 'header', ...Array(11).fill('audio')]);
+    expect(pages.map((p) => p[1])).toEqual(['header', 'header', ...Array(REF.length - 2).fill('audio')]);
   });
 
   it.each([
@@ -158,7 +188,7 @@ describe('OggOpusDemuxer on speech-10s.ogg', () => {
     const d = new OggOpusDemuxer();
     const packets = feed(d, FILE, size);
     expect(packets).toEqual(WHOLE);
-    expect(d.head?.preSkip).toBe(312);
+    expect(d.head?.preSkip).toBe(HEAD.preSkip);
     expect(d.errors).toBe(0);
   });
 
@@ -174,21 +204,21 @@ describe('OggOpusDemuxer on speech-10s.ogg', () => {
   it('returns packets as soon as their page completes', () => {
     const d = new OggOpusDemuxer();
     expect(d.push(FILE.subarray(0, REF[3].offset - 1)).length).toBe(0); // the first audio page lacks its last byte
-    expect(d.push(FILE.subarray(REF[3].offset - 1, REF[3].offset)).length).toBe(50);
-    expect(d.push(FILE.subarray(REF[3].offset, REF[4].offset)).length).toBe(50);
+    expect(d.push(FILE.subarray(REF[3].offset - 1, REF[3].offset)).length).toBe(before(3) - before(2));
+    expect(d.push(FILE.subarray(REF[3].offset, REF[4].offset)).length).toBe(before(4) - before(3));
   });
 
   it.each([
-    ['whole', FILE.length],
+    ['whole', undefined],
     ['200-byte slices', 200],
   ])('corrupted byte in the middle page (%s): page skipped, errors=1, later pages still decoded', (_n, size) => {
     const bad = FILE.slice();
-    bad[REF[6].offset + 1000] ^= 0x55;
+    bad[REF[6].offset + (REF[6].length >> 1)] ^= 0x55;
     const errs: Array<[OggErrorReason, number]> = [];
     const d = new OggOpusDemuxer({ onError: (r, o) => errs.push([r, o]) });
     const packets = feed(d, bad, size);
-    const expected = [...REF_AUDIO.slice(0, 200), ...REF_AUDIO.slice(250)];
-    expect(packets.length).toBe(491);
+    const expected = [...REF_AUDIO.slice(0, before(6)), ...REF_AUDIO.slice(before(7))];
+    expect(packets.length).toBe(REF_AUDIO.length - (before(7) - before(6)));
     expect(packets).toEqual(expected);
     expect(d.errors).toBe(1);
     expect(errs).toEqual([['bad-crc', REF[6].offset]]);
@@ -203,17 +233,17 @@ describe('OggOpusDemuxer on speech-10s.ogg', () => {
     const d = new OggOpusDemuxer({ onError: (r) => errs.push(r) });
     const packets = feed(d, bad, 333);
     expect(errs).toEqual(['bad-version', 'bad-crc']);
-    expect(packets).toEqual([...REF_AUDIO.slice(0, 100), ...REF_AUDIO.slice(150, 300), ...REF_AUDIO.slice(350)]);
+    expect(packets).toEqual([...REF_AUDIO.slice(0, before(4)), ...REF_AUDIO.slice(before(5), before(8)), ...REF_AUDIO.slice(before(9))]);
   });
 
   it('two consecutive corrupt pages count two errors', () => {
     const bad = FILE.slice();
-    bad[REF[5].offset + 500] ^= 1;
-    bad[REF[6].offset + 500] ^= 1;
+    bad[REF[5].offset + (REF[5].length >> 1)] ^= 1;
+    bad[REF[6].offset + (REF[6].length >> 1)] ^= 1;
     const d = new OggOpusDemuxer();
     const packets = d.push(bad);
     expect(d.errors).toBe(2);
-    expect(packets).toEqual([...REF_AUDIO.slice(0, 150), ...REF_AUDIO.slice(250)]);
+    expect(packets).toEqual([...REF_AUDIO.slice(0, before(5)), ...REF_AUDIO.slice(before(7))]);
   });
 
   it('garbage prefix and garbage between pages are skipped and counted once per run', () => {
@@ -223,7 +253,7 @@ describe('OggOpusDemuxer on speech-10s.ogg', () => {
     const data = concat(junk, FILE.subarray(0, REF[5].offset), randomBytes(777, 8), FILE.subarray(REF[5].offset));
     const packets = feed(d, data, 200);
     expect(packets).toEqual(REF_AUDIO);
-    expect(d.head?.channels).toBe(1);
+    expect(d.head?.channels).toBe(HEAD.channels);
     expect(d.errors).toBe(2);
     expect(errs).toEqual([
       ['garbage', 0],
@@ -236,30 +266,31 @@ describe('OggOpusDemuxer on speech-10s.ogg', () => {
   });
 
   it('truncated file: no crash, no partial packet, the rest is held', () => {
-    const cut = REF[12].offset + 1000;
+    const held = LAST.length >> 1;
+    const cut = LAST.offset + held;
     for (const size of [cut, 200, 1]) {
       const d = new OggOpusDemuxer();
       const packets = feed(d, FILE.subarray(0, cut), size);
-      expect(packets).toEqual(REF_AUDIO.slice(0, 500));
+      expect(packets).toEqual(REF_AUDIO.slice(0, before(REF.length - 1)));
       expect(d.errors).toBe(0);
-      expect(d.bufferedBytes).toBe(1000);
+      expect(d.bufferedBytes).toBe(held);
     }
   });
 
   it('truncated page followed by a new stream: the cut page is rejected, the new stream decoded', () => {
     const d = new OggOpusDemuxer();
-    const packets = feed(d, concat(FILE.subarray(0, REF[7].offset + 1234), FILE), 500);
+    const packets = feed(d, concat(FILE.subarray(0, REF[7].offset + (REF[7].length >> 1)), FILE), 500);
     expect(d.errors).toBe(1);
-    expect(packets).toEqual([...REF_AUDIO.slice(0, 250), ...REF_AUDIO]);
-    expect(d.head?.preSkip).toBe(312);
+    expect(packets).toEqual([...REF_AUDIO.slice(0, before(7)), ...REF_AUDIO]);
+    expect(d.head?.preSkip).toBe(HEAD.preSkip);
     expect(d.headerPages).toEqual(FILE.subarray(0, REF[2].offset));
   });
 
-  it('joining mid-way at the 5th page yields the packets of pages 5..13', () => {
+  it('joining mid-way at the 5th page yields the packets of the 5th page on', () => {
     const d = new OggOpusDemuxer();
     const packets = feed(d, FILE.subarray(REF[4].offset), 200);
-    expect(packets.length).toBe(441);
-    expect(packets).toEqual(REF_AUDIO.slice(100));
+    expect(packets.length).toBe(REF_AUDIO.length - before(4));
+    expect(packets).toEqual(REF_AUDIO.slice(before(4)));
     expect(d.head).toBeUndefined();
     expect(d.headerPages).toBeUndefined();
     expect(d.errors).toBe(0);
@@ -268,7 +299,7 @@ describe('OggOpusDemuxer on speech-10s.ogg', () => {
   it('joining in the middle of a page: junk counted once, decoding resumes at the next page', () => {
     const d = new OggOpusDemuxer();
     const packets = feed(d, FILE.subarray(REF[4].offset + 100), 200);
-    expect(packets).toEqual(REF_AUDIO.slice(150));
+    expect(packets).toEqual(REF_AUDIO.slice(before(5)));
     expect(d.errors).toBe(1);
   });
 
@@ -320,6 +351,16 @@ describe('OggOpusDemuxer on speech-10s.ogg', () => {
     expect(isOggStart(new Uint8Array([0x4f, 0x67, 0x67]))).toBe(false);
     expect(isOggStart(new TextEncoder().encode('OggS'))).toBe(true);
   });
+}
+
+describe('OggOpusDemuxer on samples/speech.ogg', () => {
+  realFileSuite(() => ({ path: SPEECH_OGG_PATH, packets: manifest.speech.packets }));
+});
+
+// A file from another encoder (the Opus codec site's speech sample), when the shared fixtures are there.
+const shared = sharedFixtures.availableFor(import.meta.url, 'the demuxer tests on the shared speech-10s.ogg');
+describe.skipIf(!shared)('OggOpusDemuxer on the shared speech-10s.ogg', () => {
+  realFileSuite(() => ({ path: sharedFixture('speech-10s.ogg'), packets: 541, pages: 13 }));
 });
 
 // ---------------------------------------------------------------------------------------------

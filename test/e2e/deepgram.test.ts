@@ -8,14 +8,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FakeDeepgram, type FakeDeepgramConnection } from '../fakes/deepgram.ts';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TAG_A, TAG_B, replayJvb, type TestClient } from '../helpers/client.ts';
-import { fixturePath, jvbPacketsByTag, readJvbCapture } from '../helpers/fixtures.ts';
+import { SPEECH_OGG_PATH, packetsByTag, readCapture } from '../helpers/fixtures.ts';
 import { metricValue } from '../helpers/proxy.ts';
 import { onlyTag, resultsFor, startProviderServer, stopTags, type ProviderServer } from '../helpers/provider-server.ts';
 import { until } from '../helpers/wait.ts';
 import { readFileSync } from 'node:fs';
 
-const records = readJvbCapture();
-const packets = jvbPacketsByTag(records);
+const records = readCapture();
+const packets = packetsByTag(records);
+/** Every Opus packet of the capture, both tags. */
+const allPackets = [...packets.values()].reduce((n, p) => n + p.length, 0);
 
 let fake: FakeDeepgram | undefined;
 let openai: FakeOpenAI | undefined;
@@ -32,7 +34,7 @@ async function start(env: Record<string, string> = {}, apiKey?: string): Promise
   proxy = await startProviderServer({
     DEEPGRAM_API_KEY: apiKey ?? fake.apiKey,
     DEEPGRAM_BASE_URL: fake.baseUrl,
-    // Fast replays deliver 46 s of audio before the first connection is open: hold all of it.
+    // Fast replays deliver the whole capture before the first connection is open: hold all of it.
     PROVIDER_QUEUE_MS: '120000',
     FORCE_COMMIT_TIMEOUT: '0.5',
     ...env,
@@ -110,7 +112,7 @@ describe('Deepgram, Opus passed through', () => {
     const { fake, proxy } = await start();
     const client = await proxy.connect({ sendBackInterim: 'true' });
     await replayJvb(client, { pace: 'fast' });
-    await fake.waitFor(() => fake.connections.reduce((n, c) => n + c.frames.length, 0) === 2125, 'every packet at the fake');
+    await fake.waitFor(() => fake.connections.reduce((n, c) => n + c.frames.length, 0) === allPackets, 'every packet at the fake');
     await client.waitFor(() => client.finals(TAG_A).length > 0 && client.finals(TAG_B).length > 0, 'finals for both tags');
     stopTags(client, TAG_A, TAG_B);
     await fake.waitFor(() => fake.connections.every((c) => c.closedWith !== undefined), 'both streams closed');
@@ -186,7 +188,7 @@ describe('Deepgram, Opus passed through', () => {
     const { fake, proxy } = await start();
     fake.faults.closeAfterFrames = { frames: 6, code: 1011, reason: 'NET-0000: internal server error' };
     const client = await proxy.connect();
-    const ogg = new Uint8Array(readFileSync(fixturePath('speech-10s.ogg')));
+    const ogg = new Uint8Array(readFileSync(SPEECH_OGG_PATH));
     const pages = oggPages(ogg);
     const header = Buffer.concat([pages[0]!, pages[1]!]);
     // The widely used health-check client: 200-byte slices labelled opus, one every 20 ms.
@@ -227,7 +229,7 @@ describe('Deepgram, decoded PCM', () => {
     const client = await proxy.connect({ lang: 'es' });
     await replayJvb(client, { pace: 'fast' });
     await client.waitFor(() => client.finals(TAG_A).length > 0 && client.finals(TAG_B).length > 0, 'finals for both tags');
-    await fake.waitFor(() => fake.connections.reduce((n, c) => n + c.frames.reduce((b, f) => b + f.length, 0), 0) === 2125 * 640, 'all PCM');
+    await fake.waitFor(() => fake.connections.reduce((n, c) => n + c.frames.reduce((b, f) => b + f.length, 0), 0) === allPackets * 640, 'all PCM');
     expect(fake.connections).toHaveLength(2);
     for (const conn of fake.connections) {
       expect(Object.fromEntries(conn.params)).toMatchObject({ encoding: 'linear16', sample_rate: '16000', language: 'es' });

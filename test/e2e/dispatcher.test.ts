@@ -1,6 +1,6 @@
 /**
  * The dispatcher sink on Node, end to end: the real server in this process, the fake
- * OpenAI Realtime provider, the fake dispatcher, and the JVB capture replayed by a client.
+ * OpenAI Realtime provider, the fake dispatcher, and the repository's capture replayed by a client.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
@@ -9,7 +9,7 @@ import { startNodeServer, type NodeServer } from '../../src/runtime/node/server.
 import { FakeDispatcher, type DispatchedMessage } from '../fakes/dispatcher.ts';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TestClient, replayJvb, TAG_A, TAG_B, type TranscriptionMessage } from '../helpers/client.ts';
-import { readJvbCapture } from '../helpers/fixtures.ts';
+import { readCapture } from '../helpers/fixtures.ts';
 
 const SECRET = `Bearer dsp-${crypto.randomUUID()}`;
 
@@ -101,10 +101,11 @@ function expectSameContent(final: TranscriptionMessage, message: DispatchedMessa
   });
 }
 
-/** The capture replayed `factor` times faster than it was recorded. */
-function fasterCapture(factor: number) {
-  const records = readJvbCapture();
+/** The capture, its pace quickened (never slowed) so that it lasts about `ms`. */
+function captureLasting(ms: number) {
+  const records = readCapture();
   const first = records[0]!.receivedAt;
+  const factor = Math.max(1, (records.at(-1)!.receivedAt - first) / ms);
   return records.map((r) => ({ ...r, receivedAt: first + (r.receivedAt - first) / factor }));
 }
 
@@ -193,7 +194,7 @@ describe('dispatcher over WebSocket (Node)', () => {
     const { server, connect } = await start({ DISPATCHER_RECONNECT_INTERVAL: '250' });
     const providerMark = openai.connections.length;
     const client = await connect('sessionId=conf-3&sendBack=true&useDispatcher=true');
-    await replayJvb(client, { pace: 'realtime', records: fasterCapture(8) });
+    await replayJvb(client, { pace: 'realtime', records: captureLasting(6_000) });
     await finishSpeakers(client, server, providerMark);
     const ids = client.finals().map((f) => f.message_id);
     await client.close();

@@ -7,13 +7,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FakeGeminiLive, type FakeGeminiConnection, type FakeGeminiOptions } from '../fakes/gemini-live.ts';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TAG_A, TAG_B, replayJvb, type TestClient } from '../helpers/client.ts';
-import { jvbPacketsByTag, readJvbCapture } from '../helpers/fixtures.ts';
+import { packetsByTag, readCapture } from '../helpers/fixtures.ts';
 import { metricValue } from '../helpers/proxy.ts';
 import { onlyTag, resultsFor, startProviderServer, type ProviderServer } from '../helpers/provider-server.ts';
 import { until } from '../helpers/wait.ts';
 
-const records = readJvbCapture();
-const packets = jvbPacketsByTag(records);
+const records = readCapture();
+const packets = packetsByTag(records);
 /** 20 ms at 16 kHz per packet. */
 const samplesOf = (tag: string) => packets.get(tag)!.length * 320;
 

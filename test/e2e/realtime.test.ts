@@ -1,12 +1,13 @@
 /**
- * Real-time pacing, as media servers send: the JVB capture at its recorded pace (46 s),
- * and the widely used health check that streams speech-10s.ogg as 200-byte slices labelled
- * `opus`. This file takes the capture's length (about 50 s); vitest runs it beside the others.
+ * Real-time pacing, as media servers send: the repository's Videobridge capture at its
+ * recorded pace, and the widely used health check that streams an Ogg Opus file
+ * (samples/speech.ogg) as 200-byte slices labelled `opus`. This file takes about the
+ * capture's length plus the sample's; vitest runs it beside the others.
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { fixturePath, readJvbCapture } from '../helpers/fixtures.ts';
-import { TAG_A, TAG_B, replayJvb, type TestClient } from '../helpers/client.ts';
+import { SPEECH_OGG_PATH, readCapture } from '../helpers/fixtures.ts';
+import { ID_A, ID_B, TAG_A, TAG_B, replayJvb, type TestClient } from '../helpers/client.ts';
 import { startProxy, type Proxy } from '../helpers/proxy.ts';
 
 let proxy: Proxy;
@@ -16,7 +17,7 @@ beforeAll(async () => {
 afterAll(() => proxy.close());
 
 async function streamOggSlices(client: TestClient): Promise<void> {
-  const ogg = readFileSync(fixturePath('speech-10s.ogg'));
+  const ogg = readFileSync(SPEECH_OGG_PATH);
   const tag = 'cafe01-a0';
   client.send({ event: 'start', start: { tag, mediaFormat: { encoding: 'opus', sampleRate: 48000, channels: 1 } } });
   let chunk = 0;
@@ -31,19 +32,19 @@ async function streamOggSlices(client: TestClient): Promise<void> {
   }
 }
 
-it('JVB capture at real-time pace: finals for both participants while they speak, interims only when asked', async () => {
+it('the capture at real-time pace: finals for both participants while they speak, interims only when asked', async () => {
   const [withInterims, finalsOnly] = await Promise.all([
     proxy.connect({ sessionId: 'rt-interim', sendBackInterim: 'true' }),
     proxy.connect({ sessionId: 'rt-finals' }),
   ]);
-  const capture = readJvbCapture();
+  const capture = readCapture();
   const lastA = capture.filter((r) => r.tag === TAG_A).at(-1)!.receivedAt;
   const started = Date.now() - capture[0]!.receivedAt;
   await Promise.all([replayJvb(withInterims, { pace: 'realtime', records: capture }), replayJvb(finalsOnly, { pace: 'realtime', records: capture })]);
   for (const client of [withInterims, finalsOnly]) {
     await client.waitFor(() => client.finals(TAG_A).length >= 2 && client.finals(TAG_B).length > 0, 'finals for both');
-    expect(client.finals(TAG_A)[0]!.participant).toEqual({ id: 'aaaaaaaa', tag: TAG_A });
-    expect(client.finals(TAG_B)[0]!.participant).toEqual({ id: 'bbbbbbbb', tag: TAG_B });
+    expect(client.finals(TAG_A)[0]!.participant).toEqual({ id: ID_A, tag: TAG_A });
+    expect(client.finals(TAG_B)[0]!.participant).toEqual({ id: ID_B, tag: TAG_B });
   }
   expect(withInterims.interims().length).toBeGreaterThan(0);
   expect(finalsOnly.interims()).toEqual([]);
@@ -55,7 +56,7 @@ it('JVB capture at real-time pace: finals for both participants while they speak
   expect(words(withInterims)).toEqual(words(finalsOnly));
 });
 
-it('speech-10s.ogg as 200-byte slices labelled opus, 20 ms apart: a final within 10 s of the last slice', async () => {
+it('an Ogg Opus file as 200-byte slices labelled opus, 20 ms apart: a final within 10 s of the last slice', async () => {
   const client = await proxy.connect({ sessionId: 'health-check' });
   await streamOggSlices(client);
   // The health check's own deadline, counted from the last slice.

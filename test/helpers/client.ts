@@ -1,9 +1,10 @@
 /**
  * A media-server stand-in: a WebSocket client of /transcribe that records what the proxy
- * sends back, and replays the shared JVB capture.
+ * sends back, and replays a Videobridge capture (by default the repository's,
+ * test/fixtures/two-speakers.jsonl).
  */
 import WebSocket from 'ws';
-import { readJvbCapture, type JvbRecord } from './fixtures.ts';
+import { captureParticipants, readCapture, type JvbRecord } from './fixtures.ts';
 import { Waiters } from './waiters.ts';
 
 export interface Received {
@@ -87,9 +88,9 @@ export interface ReplayOptions {
   records?: JvbRecord[];
 }
 
-/** Sends the JVB capture's frames verbatim (or mapped) over `client`. */
+/** Sends a capture's frames (by default the repository's) verbatim, or mapped, over `client`. */
 export async function replayJvb(client: TestClient, options: ReplayOptions): Promise<void> {
-  const records = options.records ?? readJvbCapture();
+  const records = options.records ?? readCapture();
   const t0 = performance.now();
   const first = records[0]!.receivedAt;
   for (const record of records) {
@@ -102,5 +103,12 @@ export async function replayJvb(client: TestClient, options: ReplayOptions): Pro
   }
 }
 
-export const TAG_A = 'aaaaaaaa-305123557';
-export const TAG_B = 'bbbbbbbb-2272476824';
+/**
+ * The repository capture's two participants, in the order of their `start` events: A speaks
+ * first, B takes over, and A speaks again after a stretch of DTX (test/fixtures/manifest.json).
+ * ID_A and ID_B are their endpoint ids, the `participant.id` of their transcripts.
+ */
+export const [{ tag: TAG_A, id: ID_A }, { tag: TAG_B, id: ID_B }] = captureParticipants(readCapture()) as [
+  { tag: string; id: string },
+  { tag: string; id: string },
+];

@@ -1,15 +1,115 @@
 /**
- * The shared real-traffic fixtures (../shared/fixtures beside the checkout; see its
- * README.md), read in place, never copied into the project.
+ * The audio fixtures of the tests and benchmarks: one API for both kinds.
+ *
+ * The repository's own, always there (made by scripts/make-fixtures.ts from synthesized
+ * English sentences; test/fixtures/manifest.json says what is said, by whom and when):
+ *   - readCapture(): test/fixtures/two-speakers.jsonl, a Jitsi Videobridge-like capture of two
+ *     participants taking turns, in the shared real capture's exact format;
+ *   - readOggOpus(): samples/speech.ogg, one speaker, Ogg Opus (the sample users stream);
+ *   - manifest: the sentences and the capture's figures.
+ *
+ * The shared real traffic (../shared/fixtures beside the checkout; see its README.md), read in
+ * place and never copied into the project, is an extra that a fresh clone lacks: tests on it
+ * go behind `sharedFixtures.availableFor(import.meta.url, what)` (which prints one line
+ * saying why they skip) and take their paths from sharedFixture(name).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const FIXTURES = new URL('../../../shared/fixtures/', import.meta.url);
+const ROOT_URL = new URL('../../', import.meta.url);
+const ROOT = fileURLToPath(ROOT_URL);
+const repoPath = (path: string) => fileURLToPath(new URL(path, ROOT_URL));
 
-export function fixturePath(name: string): string {
-  return fileURLToPath(new URL(name, FIXTURES));
+/** test/fixtures/two-speakers.jsonl */
+export const CAPTURE_PATH = repoPath('test/fixtures/two-speakers.jsonl');
+/** samples/speech.ogg */
+export const SPEECH_OGG_PATH = repoPath('samples/speech.ogg');
+
+interface ManifestFile {
+  'samples/speech.ogg': {
+    voice: string;
+    opusenc: string;
+    durationMs: number;
+    packets: number;
+    sentences: { text: string; startMs: number; endMs: number }[];
+  };
+  'test/fixtures/two-speakers.jsonl': {
+    records: number;
+    epochMs: number;
+    durationMs: number;
+    speakers: {
+      tag: string;
+      endpointId: string;
+      voice: string;
+      opusenc: string;
+      packets: number;
+      firstReceivedMs: number;
+      lastReceivedMs: number;
+      turns: { startMs: number; endMs: number; sentences: string[] }[];
+      /** Stretches of discontinuous transmission: no packets, `chunk` contiguous, the RTP timestamp jumps. */
+      dtxGaps: { afterChunk: number; frames: number; ms: number; fromMs: number; toMs: number }[];
+    }[];
+  };
 }
+
+const manifestFile = JSON.parse(readFileSync(repoPath('test/fixtures/manifest.json'), 'utf8')) as ManifestFile;
+
+/** What the repository's fixtures say, and their figures (test/fixtures/manifest.json). */
+export const manifest = {
+  speech: manifestFile['samples/speech.ogg'],
+  capture: manifestFile['test/fixtures/two-speakers.jsonl'],
+};
+
+// ---------------------------------------------------------------------------------------------
+// The shared real traffic, when it is beside the checkout.
+
+const SHARED_DIR = fileURLToPath(new URL('../../../shared/fixtures/', import.meta.url));
+
+/** The shared fixtures' files. */
+export type SharedFixture = 'jvb-two-speakers.jsonl' | 'speech-10s.ogg';
+const SHARED_FILES: readonly SharedFixture[] = ['jvb-two-speakers.jsonl', 'speech-10s.ogg'];
+
+export const sharedFixtures = {
+  dir: SHARED_DIR,
+  /** Both files are there (a fresh clone has no ../shared). */
+  available: SHARED_FILES.every((name) => existsSync(`${SHARED_DIR}${name}`)),
+  /**
+   * For a test file's `describe.skipIf(!shared)`: whether the shared fixtures are there; when
+   * they are not, prints one line naming the file, what it skips and why.
+   */
+  availableFor(testFile: string, what: string): boolean {
+    if (!this.available) skipNote(testFile, what, '../shared/fixtures is not beside this checkout');
+    return this.available;
+  },
+};
+
+/** The path of a shared fixture; throws when the shared fixtures are not there. */
+export function sharedFixture(name: SharedFixture): string {
+  if (!sharedFixtures.available) throw new Error(`${name}: the shared fixtures are not beside this checkout (${SHARED_DIR})`);
+  return `${SHARED_DIR}${name}`;
+}
+
+/**
+ * For benchmarks: the shared real traffic when it is beside the checkout (so that figures
+ * compare with earlier runs), else the repository's fixtures. Says on stderr which.
+ */
+export function benchFixtures(): { capture: string; speech: string } {
+  const files = sharedFixtures.available
+    ? { capture: sharedFixture('jvb-two-speakers.jsonl'), speech: sharedFixture('speech-10s.ogg') }
+    : { capture: CAPTURE_PATH, speech: SPEECH_OGG_PATH };
+  process.stderr.write(`fixtures: ${relative(ROOT, files.capture)} and ${relative(ROOT, files.speech)}\n`);
+  return files;
+}
+
+/** One line on stdout, outside vitest's per-test console capture: why `what` in `testFile` is skipped. */
+export function skipNote(testFile: string, what: string, why: string): void {
+  const file = relative(ROOT, testFile.startsWith('file:') ? fileURLToPath(testFile) : testFile);
+  process.stdout.write(`skipping ${what} (${file}): ${why}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Captures: a media server's frames, as the proxy received them.
 
 interface JvbCommon {
   /** When the proxy received the frame (epoch ms). */
@@ -37,9 +137,10 @@ export interface JvbMedia extends JvbCommon {
 
 export type JvbRecord = JvbStart | JvbMedia;
 
-/** jvb-two-speakers.jsonl, parsed: 2 start and 2,125 media records, in order. */
-export function readJvbCapture(name = 'jvb-two-speakers.jsonl'): JvbRecord[] {
-  const lines = readFileSync(fixturePath(name), 'utf8').split('\n').filter((line) => line.length > 0);
+/** A capture in the Videobridge JSON-lines format, parsed, in order: by default the repository's. */
+export function readCapture(path = CAPTURE_PATH): JvbRecord[] {
+  const name = relative(ROOT, path);
+  const lines = readFileSync(path, 'utf8').split('\n').filter((line) => line.length > 0);
   return lines.map((line, index) => {
     const { timestamp, data } = JSON.parse(line) as { timestamp: number; data: string };
     const frame = JSON.parse(data) as Record<string, any>;
@@ -63,8 +164,15 @@ export function readJvbCapture(name = 'jvb-two-speakers.jsonl'): JvbRecord[] {
   });
 }
 
+/** The participants of a capture, in the order of their `start` events: tag and endpoint id. */
+export function captureParticipants(records: readonly JvbRecord[]): { tag: string; id: string }[] {
+  return records
+    .filter((r): r is JvbStart => r.event === 'start')
+    .map((r) => ({ tag: r.tag, id: (JSON.parse(r.data) as { start: { customParameters: { endpointId: string } } }).start.customParameters.endpointId }));
+}
+
 /** The capture's Opus packets per tag, in arrival order. */
-export function jvbPacketsByTag(records = readJvbCapture()): Map<string, Uint8Array[]> {
+export function packetsByTag(records = readCapture()): Map<string, Uint8Array[]> {
   const byTag = new Map<string, Uint8Array[]>();
   for (const record of records) {
     if (record.event !== 'media') continue;
@@ -105,12 +213,13 @@ function oggCrc(page: Uint8Array): number {
 }
 
 /**
- * The packets of a single-stream Ogg Opus file: a minimal page walk (RFC 3533, CRC
- * checked) for tests. The product's streaming demuxer lives in src/codec/ogg.ts.
+ * The packets of a single-stream Ogg Opus file (by default samples/speech.ogg): a minimal
+ * page walk (RFC 3533, CRC checked) for tests. The product's streaming demuxer lives in
+ * src/codec/ogg.ts.
  */
-export function readOggOpus(path = fixturePath('speech-10s.ogg')): OggOpus {
+export function readOggOpus(path = SPEECH_OGG_PATH): OggOpus {
   const file = new Uint8Array(readFileSync(path));
-  const name = path;
+  const name = relative(ROOT, path);
   const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
   const packets: Uint8Array[] = [];
   let partial: Uint8Array[] = [];

@@ -47,6 +47,26 @@ export function opusRefBinary(): string {
   return BINARY;
 }
 
+let status: { available: true } | { available: false; reason: string } | undefined;
+
+/**
+ * Whether the native reference can be had here, building it if needed (once per process):
+ * tests that compare with it go behind `it.skipIf(!nativeReference().available)`.
+ */
+export function nativeReference(): { available: true } | { available: false; reason: string } {
+  if (status === undefined) {
+    try {
+      opusRefBinary();
+      status = { available: true };
+    } catch (error) {
+      // One line: what is missing, then the build's last word on it.
+      const lines = (error as Error).message.split('\n').filter((line) => line.trim() !== '');
+      status = { available: false, reason: lines.length > 1 ? `${lines[0]} (${lines.at(-1)!.trim()})` : (lines[0] ?? 'cannot build the native Opus reference') };
+    }
+  }
+  return status;
+}
+
 const OP_CODES = { decode: 0x44, conceal: 0x4c, recover: 0x46, reset: 0x52 } as const; // D L F R
 
 /** Serialises ops in opus_ref's input format: u8 op, u32le arg, u32le length, bytes. */

@@ -8,11 +8,11 @@ import { OpusCodec, type OpusSampleRate } from '../../src/codec/opus.ts';
 import { OggOpusDemuxer } from '../../src/codec/ogg.ts';
 import { portableBase64 } from '../../src/util/base64.ts';
 
-/** The raw bytes of /work/shared/fixtures' files, as each runtime reads them. */
+/** The raw bytes of a fixture set's two files, as each runtime reads them. */
 export interface CodecFixtures {
-  /** jvb-two-speakers.jsonl */
+  /** A Videobridge capture (test/fixtures/two-speakers.jsonl, or the shared jvb-two-speakers.jsonl). */
   jvb: Uint8Array;
-  /** speech-10s.ogg */
+  /** An Ogg Opus file (samples/speech.ogg, or the shared speech-10s.ogg). */
   ogg: Uint8Array;
 }
 

@@ -10,7 +10,13 @@ import { createNodeConnector } from '../../src/runtime/node/connector.ts';
 import type { OutboundSocket } from '../../src/net.ts';
 import { until } from '../helpers/wait.ts';
 
-const HEARTBEAT_MS = 100;
+/**
+ * Real time (the connector's heartbeat is a Node interval). A healthy peer's pong is read
+ * within a millisecond, but a process starved of CPU for longer than a period (a busy 2-core
+ * CI machine) wakes to the timer before the pong, and drops that peer: the period is the
+ * margin, so it is not made small.
+ */
+const HEARTBEAT_MS = 500;
 const servers: WebSocketServer[] = [];
 
 interface Peer {
@@ -57,7 +63,7 @@ describe('Node connector heartbeat', () => {
   it('closes a peer that answers neither ping nor anything else, as 1006 with the reason', async () => {
     const peer = await startPeer({ autoPong: false });
     const { closes } = await connect(peer);
-    await until(() => closes.length > 0, 'the silent peer to be dropped', 5_000);
+    await until(() => closes.length > 0, 'the silent peer to be dropped', 10_000);
     expect(closes).toEqual([{ code: 1006, reason: `no answer to a ping within ${HEARTBEAT_MS} ms` }]);
     expect(peer.pings).toBeGreaterThanOrEqual(1);
   });
@@ -65,7 +71,7 @@ describe('Node connector heartbeat', () => {
   it('keeps a peer that answers pings open, and messages flow', async () => {
     const peer = await startPeer({ autoPong: true });
     const { socket, closes, messages } = await connect(peer);
-    await until(() => peer.pings >= 5, 'five heartbeats', 5_000);
+    await until(() => peer.pings >= 3, 'three heartbeats', 10_000);
     socket.send('hello');
     await until(() => messages.includes('echo hello'), 'the echo', 5_000);
     expect(closes).toEqual([]);
@@ -77,8 +83,8 @@ describe('Node connector heartbeat', () => {
   it('counts any frame from the peer as an answer (a provider busy sending transcripts)', async () => {
     const peer = await startPeer({ autoPong: false, chatterMs: HEARTBEAT_MS / 4 });
     const { closes, messages } = await connect(peer);
-    await until(() => peer.pings >= 5, 'five heartbeats', 5_000);
-    expect(messages.length).toBeGreaterThan(10);
+    await until(() => peer.pings >= 3, 'three heartbeats', 10_000);
+    expect(messages.length).toBeGreaterThan(5);
     expect(closes).toEqual([]);
   });
 });

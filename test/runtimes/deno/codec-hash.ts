@@ -1,19 +1,15 @@
 /**
- * The codec parity workload under Deno: `deno run --allow-read codec-hash.ts <fixture dir>`
- * prints one JSON CodecHashReport on stdout. Run by test/runtimes/codec-parity.test.ts.
+ * The codec parity workload under Deno: `deno run --allow-read codec-hash.ts CAPTURE.jsonl FILE.ogg`
+ * (e.g. test/fixtures/two-speakers.jsonl samples/speech.ogg) prints one JSON CodecHashReport
+ * on stdout. Run by test/runtimes/codec-parity.test.ts.
  */
 import { loadOpusModule } from '../../../src/runtime/deno/wasm.ts';
 import { codecHashes } from '../codec-hash.ts';
 
-const dir = Deno.args[0];
-if (dir === undefined) {
-  console.error('usage: codec-hash.ts <fixture dir>');
+const [capture, oggFile] = Deno.args;
+if (capture === undefined || oggFile === undefined) {
+  console.error('usage: codec-hash.ts CAPTURE.jsonl FILE.ogg');
   Deno.exit(2);
 }
-const base = new URL(dir.endsWith('/') ? dir : `${dir}/`, `file://${Deno.cwd()}/`);
-const [module, jvb, ogg] = await Promise.all([
-  loadOpusModule(),
-  Deno.readFile(new URL('jvb-two-speakers.jsonl', base)),
-  Deno.readFile(new URL('speech-10s.ogg', base)),
-]);
+const [module, jvb, ogg] = await Promise.all([loadOpusModule(), Deno.readFile(capture), Deno.readFile(oggFile)]);
 console.log(JSON.stringify(await codecHashes(module, { jvb, ogg })));

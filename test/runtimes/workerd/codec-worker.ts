@@ -1,6 +1,7 @@
 /**
- * The codec parity workload under workerd: POST the two fixture files as form fields
- * `jvb` and `ogg`; answers the CodecHashReport as JSON. Run by codec-parity.test.ts.
+ * The codec parity workload under workerd: POST a fixture set's two files (a capture and an
+ * Ogg Opus file) as form fields `jvb` and `ogg`; answers the CodecHashReport as JSON. Run by
+ * codec-parity.test.ts.
  */
 import { loadOpusModule } from '../../../src/runtime/workerd/wasm.ts';
 import { codecHashes } from '../codec-hash.ts';
