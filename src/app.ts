@@ -3,11 +3,12 @@ import type { UpgradeWebSocket, WSContext } from 'hono/ws';
 import type { Config } from './config.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
+import { ProviderHealth } from './backends/health.ts';
 import type { Provider } from './backends/provider.ts';
 import type { OpusCodec } from './codec/opus.ts';
 import type { SocketConnector } from './net.ts';
 import type { InfoMessage, Runtime } from './protocol/outbound.ts';
-import { parseTranscribeParams, type TranscribeParams } from './protocol/query.ts';
+import { transcribeParamsParser, type TranscribeParams } from './protocol/query.ts';
 import { Session } from './session/session.ts';
 import { createClientSink, type ClientSocket } from './sinks/client.ts';
 import type { TranscriptSink } from './sinks/sink.ts';
@@ -71,8 +72,14 @@ export function createApp(deps: AppDeps): Hono {
   const base64 = deps.base64 ?? portableBase64;
   const timers = deps.timers ?? systemTimers;
   const providerDeps = { connector: deps.connector, base64, timers };
-  const providers = new Map<string, Provider>(config.providers.map((p) => [p.name, p.create(providerDeps)]));
+  const health = new ProviderHealth();
+  const providers = new Map<string, Provider>(config.providers.map((p) => [p.name, health.watch(p.create(providerDeps))]));
   const providerNames = [...providers.keys()];
+  const parseParams = transcribeParamsParser(
+    { configured: providerNames, known: config.knownProviders },
+    { byDefault: config.useDispatcher, available: deps.dispatcherAvailable ?? false },
+  );
+  const noProvider = `no speech-to-text provider is configured: set ${config.missingProviderHint}`;
   let sequence = 0;
   const idPrefix = crypto.randomUUID().slice(0, 8);
   // Unique within the process (and so the session), and never derived from the clock alone.
@@ -81,16 +88,19 @@ export function createApp(deps: AppDeps): Hono {
   const backend = deps.backend ?? localBackend();
   const app = new Hono();
 
-  app.get('/health', (c) =>
-    c.json({
-      status: 'ok',
+  // Degraded while no session could be transcribed: no provider, or every one refusing its key or out of reach.
+  app.get('/health', (c) => {
+    const reasons = providers.size === 0 ? [noProvider] : health.problems(providerNames);
+    const fields = {
       runtime: deps.runtime,
       version: VERSION,
       providers: providerNames,
       sessions: metrics.state.sessions,
       participants: metrics.state.participants,
-    }),
-  );
+    };
+    if (reasons.length) return c.json({ status: 'degraded', reasons, ...fields }, 503);
+    return c.json({ status: 'ok', ...fields });
+  });
 
   app.get('/metrics', (c) => c.text(metrics.registry.render(), 200, { 'Content-Type': 'text/plain; version=0.0.4' }));
 
@@ -101,13 +111,8 @@ export function createApp(deps: AppDeps): Hono {
       return c.text(upgrade ? `no WebSocket endpoint at ${path}; connect to /transcribe` : 'not found', 404);
     }
     if (!upgrade) return c.text('Upgrade Required: open a WebSocket to /transcribe', 426);
-    if (providers.size === 0) {
-      return c.text(`no speech-to-text provider is configured: set ${config.missingProviderHint}`, 503);
-    }
-    const parsed = parseTranscribeParams(new URL(c.req.url).searchParams, providerNames, {
-      byDefault: config.useDispatcher,
-      available: deps.dispatcherAvailable ?? false,
-    });
+    if (providers.size === 0) return c.text(noProvider, 503);
+    const parsed = parseParams(new URL(c.req.url).searchParams);
     if (!parsed.ok) return c.text(parsed.reason, 400);
     await backend.prepare();
     return deps.upgradeWebSocket(c, sessionEvents(parsed.params));

@@ -39,6 +39,8 @@ export interface Config {
   providers: { name: string; create: (deps: ProviderDeps) => Provider }[];
   /** The variable to set when no provider is configured. */
   missingProviderHint: string;
+  /** Every provider the proxy knows (the registry), configured or not, with the variable that switches it on. */
+  knownProviders: { name: string; keyVariable: string }[];
   /** Raw environment, for the parts (dispatcher, Worker) that read their own variables. */
   env: Readonly<Record<string, string | undefined>>;
 }
@@ -97,6 +99,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
       maxParticipants: output.MAX_PARTICIPANTS,
       providers,
       missingProviderHint: modules.map((m) => m.keyVariable).join(' or '),
+      knownProviders: modules.map((m) => ({ name: m.name, keyVariable: m.keyVariable })),
       env,
     },
   };

@@ -4,6 +4,7 @@ import { envBool, envInt, envString, envUrl } from '../util/env-schema.ts';
 import {
   ProviderError,
   defineProvider,
+  handshakeFailure,
   type AudioFormat,
   type ConnectionListener,
   type ConnectRequest,
@@ -364,11 +365,12 @@ function handshakeError(err: unknown, apiKey: string): ProviderError {
   const refusal = err instanceof ConnectError ? err.refusal : undefined;
   // Deepgram says why in the `dg-error` header and the JSON body's `err_msg`.
   const detail = refusal && (refusal.headers['dg-error'] || bodyMessage(refusal.body));
-  const what = status !== undefined ? `HTTP ${status}` : err instanceof Error ? err.message : String(err);
-  const message = maskSecret(`Deepgram refused the connection: ${what}${detail ? ` (${clipDetail(detail)})` : ''}`, apiKey);
-  const auth = status === 401 || status === 403;
-  // 400: a parameter Deepgram rejects (model, language); the same request fails again.
-  return new ProviderError(message, auth ? 'auth' : 'handshake', !auth && status !== 400);
+  const what =
+    status !== undefined
+      ? `Deepgram refused the connection: HTTP ${status}${detail ? ` (${clipDetail(maskSecret(detail, apiKey))})` : ''}`
+      : `Deepgram could not be reached: ${err instanceof Error ? err.message : String(err)}`;
+  const { kind, retryable } = handshakeFailure(err);
+  return new ProviderError(maskSecret(what, apiKey), kind, retryable);
 }
 
 function bodyMessage(body: string): string | undefined {

@@ -1,9 +1,10 @@
 import * as v from 'valibot';
-import { ConnectError, redactUrl, toWebSocketUrl, type OutboundSocket } from '../net.ts';
+import { redactUrl, toWebSocketUrl, type OutboundSocket } from '../net.ts';
 import { envString, envUrl } from '../util/env-schema.ts';
 import {
   ProviderError,
   defineProvider,
+  handshakeFailure,
   type ConnectionListener,
   type ConnectRequest,
   type Provider,
@@ -78,7 +79,7 @@ class GeminiConnection implements ProviderConnection {
     this.socket = socket;
     return new Promise<void>((resolve, reject) => {
       const timer = this.deps.timers.setTimeout(() => {
-        this.setup?.reject(new ProviderError(`Gemini did not confirm the session setup within ${SETUP_TIMEOUT_MS} ms`, 'handshake'));
+        this.setup?.reject(new ProviderError(`Gemini did not confirm the session setup within ${SETUP_TIMEOUT_MS} ms`, 'unreachable'));
         socket.close(1000, 'setup timed out');
       }, SETUP_TIMEOUT_MS);
       this.setup = {
@@ -171,7 +172,8 @@ class GeminiConnection implements ProviderConnection {
     if (msg.goAway !== undefined) this.listener.expiring(durationMs(str(obj(msg, 'goAway'), 'timeLeft')) ?? 0);
     const error = obj(msg, 'error');
     if (error) {
-      const detail = maskSecret(clipDetail(str(error, 'message') ?? JSON.stringify(error)), this.apiKey);
+      // Masked before clipping: a clip through the key would leave a piece of it unmasked.
+      const detail = clipDetail(maskSecret(str(error, 'message') ?? JSON.stringify(error), this.apiKey));
       this.listener.error(new ProviderError(`Gemini error: ${detail}`, 'provider'));
     }
   }
@@ -257,21 +259,25 @@ function setupError(code: number, reason: string, apiKey: string): ProviderError
   if (lower.includes('api key') || lower.includes('unauthenticated') || lower.includes('permission')) {
     return new ProviderError(message, 'auth', false);
   }
+  if (exhausted(lower)) return new ProviderError(message, 'rate_limited');
   if (lower.includes('not found') || lower.includes('not supported')) return new ProviderError(message, 'handshake', false);
   return new ProviderError(message, 'handshake');
 }
 
+/** The service closes with 1011 "Resource has been exhausted (e.g. check quota)" when over its limits. */
+const exhausted = (lowerReason: string) => lowerReason.includes('quota') || lowerReason.includes('exhausted') || lowerReason.includes('rate limit');
+
 function closeError(code: number, reason: string, apiKey: string): ProviderError {
   const message = maskSecret(`Gemini closed the connection (${code}${reason ? ` ${clipDetail(reason)}` : ''})`, apiKey);
+  if (exhausted(reason.toLowerCase())) return new ProviderError(message, 'rate_limited');
   return new ProviderError(message, code === 1007 ? 'protocol' : 'closed');
 }
 
 function handshakeError(err: unknown, apiKey: string): ProviderError {
-  const status = err instanceof ConnectError ? err.status : undefined;
   // The key travels in the URL, which an error message could quote.
   const what = redactUrl(maskSecret(err instanceof Error ? err.message : String(err), apiKey));
-  const auth = status === 401 || status === 403;
-  return new ProviderError(`Gemini handshake failed: ${what}`, auth ? 'auth' : 'handshake', !auth);
+  const { kind, retryable } = handshakeFailure(err);
+  return new ProviderError(`Gemini handshake failed: ${what}`, kind, retryable);
 }
 
 export function createGemini(config: GeminiConfig, deps: ProviderDeps): Provider {

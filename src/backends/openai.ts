@@ -1,15 +1,18 @@
 import * as v from 'valibot';
-import { toWebSocketUrl, type OutboundSocket } from '../net.ts';
+import { ConnectError, toWebSocketUrl, type OutboundSocket } from '../net.ts';
 import { envJson, envOptionalString, envString, envUrl } from '../util/env-schema.ts';
 import {
   ProviderError,
   defineProvider,
+  handshakeFailure,
   type ConnectionListener,
   type ConnectRequest,
   type Provider,
   type ProviderConnection,
   type ProviderDeps,
+  type ProviderErrorKind,
 } from './provider.ts';
+import { asObject, clipDetail, maskSecret, parseObject, str } from './wire.ts';
 
 /**
  * OpenAI Realtime in transcription mode (GA interface): `session.update` with
@@ -42,6 +45,21 @@ const Env = v.object({
 
 /** How long a completion may wait for an earlier item before it is released anyway. */
 const ORDER_WAIT_MS = 5_000;
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * A wrong key is accepted at the handshake and only refused by an `error` event after it;
+ * the `session.updated` answer to our `session.update` is what says the session works.
+ */
+const SETUP_TIMEOUT_MS = 10_000;
+
+/** Error codes (or types) that say the key or the account is the problem: trying again soon cannot help. */
+const FATAL_CODES: Readonly<Record<string, { kind: ProviderErrorKind; retryable: boolean }>> = {
+  invalid_api_key: { kind: 'auth', retryable: false },
+  insufficient_quota: { kind: 'rate_limited', retryable: false },
+  rate_limit_exceeded: { kind: 'rate_limited', retryable: true },
+  model_not_found: { kind: 'handshake', retryable: false },
+  invalid_model: { kind: 'handshake', retryable: false },
+};
 
 interface Item {
   id: string;
@@ -60,16 +78,40 @@ class OpenAIConnection implements ProviderConnection {
   private uncommittedMs = 0;
   private awaitingCommit = false;
   private closing = false;
-  private authError: ProviderError | undefined;
+  /** An error after which the service closes the socket; the close reports it. */
+  private fatal: ProviderError | undefined;
+  private setup: { resolve(): void; reject(err: ProviderError): void } | undefined;
   private idle: (() => void) | undefined;
+  /** Looks again when a stalled head's wait is over: no other event may come to release what waits behind it. */
+  private releaseTimer: unknown;
 
   constructor(
     private readonly deps: ProviderDeps,
     private readonly listener: ConnectionListener,
   ) {}
 
-  attach(socket: OutboundSocket): void {
+  /** Sends the session.update; resolves on `session.updated`, rejects on the error that refuses it. */
+  start(socket: OutboundSocket, sessionUpdate: object): Promise<void> {
     this.socket = socket;
+    return new Promise<void>((resolve, reject) => {
+      const timer = this.deps.timers.setTimeout(() => {
+        this.setup?.reject(new ProviderError(`OpenAI did not confirm the session within ${SETUP_TIMEOUT_MS} ms`, 'unreachable'));
+      }, SETUP_TIMEOUT_MS);
+      this.setup = {
+        resolve: () => {
+          this.deps.timers.clearTimeout(timer);
+          this.setup = undefined;
+          resolve();
+        },
+        reject: (err) => {
+          this.deps.timers.clearTimeout(timer);
+          this.setup = undefined;
+          this.close();
+          reject(err);
+        },
+      };
+      socket.send(JSON.stringify(sessionUpdate));
+    });
   }
 
   send(audio: Uint8Array, durationMs: number): void {
@@ -104,16 +146,17 @@ class OpenAIConnection implements ProviderConnection {
   close(): void {
     if (this.closing) return;
     this.closing = true;
+    this.deps.timers.clearTimeout(this.releaseTimer);
     this.socket.close(1000, 'done');
   }
 
   onClose(code: number, reason: string): void {
+    const closed = () => this.fatal ?? new ProviderError(`OpenAI closed the connection (${code}${reason ? ` ${clipDetail(reason)}` : ''})`, 'closed');
+    if (this.setup) return this.setup.reject(closed());
     if (this.closing) return;
     this.closing = true;
     this.idle?.();
-    this.listener.closed(
-      this.authError ?? new ProviderError(`OpenAI closed the connection (${code}${reason ? ` ${reason}` : ''})`, 'closed'),
-    );
+    this.listener.closed(closed());
   }
 
   onMessage(data: string | Uint8Array): void {
@@ -127,6 +170,9 @@ class OpenAIConnection implements ProviderConnection {
     }
     const itemId = typeof msg.item_id === 'string' ? msg.item_id : undefined;
     switch (msg.type) {
+      case 'session.updated':
+        this.setup?.resolve();
+        break;
       case 'input_audio_buffer.speech_started':
         if (itemId) this.item(itemId).audioStartMs = Number(msg.audio_start_ms);
         break;
@@ -166,16 +212,20 @@ class OpenAIConnection implements ProviderConnection {
   }
 
   private onError(error: unknown): void {
-    const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+    const fields = asObject(error);
+    const code = str(fields, 'code');
     if (code === 'input_audio_buffer_commit_empty') {
       this.awaitingCommit = false;
       this.idle?.();
       return;
     }
-    // Retrying cannot fix these; the service closes the socket right after (3000 / 4000).
-    const auth = code === 'invalid_api_key' || code === 'insufficient_quota' || code === 'model_not_found' || code === 'invalid_model';
-    const err = new ProviderError(`OpenAI error${code ? ` ${String(code)}` : ''}: ${errorText(error)}`, auth ? 'auth' : 'provider', !auth);
-    if (auth) this.authError = err;
+    // The service closes the socket right after the ones retrying cannot fix (3000 / 4000).
+    const known = FATAL_CODES[code ?? ''] ?? FATAL_CODES[str(fields, 'type') ?? ''];
+    // Before `session.updated`, any error refuses our session.update, and the same one would be refused again.
+    const classified = known ?? (this.setup ? { kind: 'handshake' as const, retryable: false } : undefined);
+    const err = new ProviderError(`OpenAI error${code ? ` ${code}` : ''}: ${errorText(error)}`, classified?.kind ?? 'provider', classified?.retryable ?? true);
+    if (this.setup) return this.setup.reject(err);
+    if (known && !known.retryable) this.fatal = err;
     this.listener.error(err);
   }
 
@@ -203,7 +253,17 @@ class OpenAIConnection implements ProviderConnection {
       const head = this.items.get(this.order[0]!);
       if (head && !head.done) {
         const laterDone = this.order.some((id) => this.items.get(id)?.done);
-        if (!laterDone || now - head.since < ORDER_WAIT_MS) break;
+        if (!laterDone) break;
+        const waited = now - head.since;
+        if (waited < ORDER_WAIT_MS) {
+          if (this.releaseTimer === undefined) {
+            this.releaseTimer = this.deps.timers.setTimeout(() => {
+              this.releaseTimer = undefined;
+              this.release();
+            }, ORDER_WAIT_MS - waited);
+          }
+          break;
+        }
       }
       this.order.shift();
       if (!head) continue;
@@ -223,6 +283,20 @@ function errorText(error: unknown): string {
   return 'unknown error';
 }
 
+/** The handshake refused (the status, and the service's explanation) or never answered. */
+function handshakeError(err: unknown, apiKey: string): ProviderError {
+  const status = err instanceof ConnectError ? err.status : undefined;
+  const body = err instanceof ConnectError ? err.refusal?.body : undefined;
+  const json = body ? parseObject(body) : undefined;
+  const detail = (json && str(asObject(json.error), 'message')) || body?.trim();
+  const what =
+    status !== undefined
+      ? `OpenAI refused the connection: HTTP ${status}${detail ? ` (${clipDetail(maskSecret(detail, apiKey))})` : ''}`
+      : `OpenAI could not be reached: ${err instanceof Error ? err.message : String(err)}`;
+  const { kind, retryable } = handshakeFailure(err);
+  return new ProviderError(maskSecret(what, apiKey), kind, retryable);
+}
+
 export function createOpenAI(config: OpenAIConfig, deps: ProviderDeps): Provider {
   const url = `${toWebSocketUrl(config.baseUrl)}/realtime?intent=transcription`;
   // One auth form only: a header where the runtime can set one, else the subprotocol pair.
@@ -238,20 +312,13 @@ export function createOpenAI(config: OpenAIConfig, deps: ProviderDeps): Provider
     async connect(request: ConnectRequest, listener: ConnectionListener) {
       const conn = new OpenAIConnection(deps, listener);
       const socket = await deps.connector
-        .connect(url, { ...auth, timeoutMs: 10_000 }, {
+        .connect(url, { ...auth, timeoutMs: HANDSHAKE_TIMEOUT_MS }, {
           message: (data) => conn.onMessage(data),
           close: (code, reason) => conn.onClose(code, reason),
         })
         .catch((err: unknown) => {
-          const status = (err as { status?: number }).status;
-          const isAuth = status === 401 || status === 403;
-          throw new ProviderError(
-            `OpenAI handshake failed: ${err instanceof Error ? err.message : String(err)}`,
-            isAuth ? 'auth' : 'handshake',
-            !isAuth,
-          );
+          throw handshakeError(err, config.apiKey);
         });
-      conn.attach(socket);
       const transcription: Record<string, unknown> = { model: config.model };
       if (request.language) transcription.language = request.language;
       if (config.prompt) transcription.prompt = config.prompt;
@@ -261,7 +328,7 @@ export function createOpenAI(config: OpenAIConfig, deps: ProviderDeps): Provider
         turn_detection: config.turnDetection,
       };
       if (config.noiseReduction) input.noise_reduction = { type: config.noiseReduction };
-      socket.send(JSON.stringify({ type: 'session.update', session: { type: 'transcription', audio: { input } } }));
+      await conn.start(socket, { type: 'session.update', session: { type: 'transcription', audio: { input } } });
       return conn;
     },
   };

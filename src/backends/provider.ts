@@ -1,9 +1,10 @@
 import type * as v from 'valibot';
 import type { InputEncoding, PcmRate } from '../protocol/inbound.ts';
 import type { Logger } from '../log.ts';
-import type { SocketConnector } from '../net.ts';
+import { ConnectError, type SocketConnector } from '../net.ts';
 import type { Base64Codec } from '../util/base64.ts';
 import { parseEnvWith } from '../util/env-schema.ts';
+import { secretRedactor } from '../util/redact.ts';
 import type { Timers } from '../util/timers.ts';
 
 /** What a provider connection consumes. Capabilities, not provider names, drive the pipeline. */
@@ -27,7 +28,17 @@ export interface Transcript {
   audioStartMs?: number;
 }
 
-export type ProviderErrorKind = 'auth' | 'handshake' | 'protocol' | 'closed' | 'provider';
+/**
+ * What went wrong, the same for every provider: it decides the backoff, the `error` code the
+ * client gets (docs/PROTOCOL.md §5.4, `providerErrorCode`), /health, and the `kind` label of
+ * `transcriber_backend_errors_total`.
+ * - `auth`: the key was refused (401/403, or the provider's own auth error);
+ * - `rate_limited`: 429, or the provider's quota or rate-limit error;
+ * - `unreachable`: no answer at all (DNS, connection refused or reset, handshake timed out);
+ * - `handshake`: refused otherwise (another status, a model or parameter rejected at setup);
+ * - `protocol`, `closed`, `provider`: after the connection opened.
+ */
+export type ProviderErrorKind = 'auth' | 'rate_limited' | 'unreachable' | 'handshake' | 'protocol' | 'closed' | 'provider';
 
 export class ProviderError extends Error {
   constructor(
@@ -39,6 +50,18 @@ export class ProviderError extends Error {
     super(message);
     this.name = 'ProviderError';
   }
+}
+
+/** How a failed handshake is classified, for every provider alike. */
+export function handshakeFailure(err: unknown): { kind: ProviderErrorKind; retryable: boolean } {
+  if (!(err instanceof ConnectError)) return { kind: 'handshake', retryable: true };
+  const { status } = err;
+  // No HTTP answer: the host did not resolve, refused or dropped the connection, or timed out.
+  if (status === undefined) return { kind: 'unreachable', retryable: true };
+  if (status === 401 || status === 403) return { kind: 'auth', retryable: false };
+  if (status === 429) return { kind: 'rate_limited', retryable: true };
+  // 400: a parameter the provider rejects (model, language); the same request fails again.
+  return { kind: 'handshake', retryable: status !== 400 };
 }
 
 export interface ConnectionListener {
@@ -120,7 +143,36 @@ export function defineProvider<S extends v.GenericSchema, C>(def: ProviderDefini
       const { output, errors } = parseEnvWith(def.env, env);
       if (output === undefined) return { errors };
       const config = def.config(output);
-      return { errors, create: (deps) => def.create(config, deps) };
+      const redact = secretRedactor([env[def.keyVariable]!]);
+      return { errors, create: (deps) => redacting(def.create(config, deps), redact) };
     },
+  };
+}
+
+/**
+ * The provider with its key masked in every error it raises, whatever a server echoed or a
+ * library quoted: these messages reach logs, /health and the client's `error` events.
+ */
+function redacting(provider: Provider, redact: (text: string) => string): Provider {
+  const clean = (err: unknown): ProviderError => {
+    if (!(err instanceof ProviderError)) return new ProviderError(redact(String(err)), 'handshake');
+    const message = redact(err.message);
+    return message === err.message ? err : new ProviderError(message, err.kind, err.retryable);
+  };
+  return {
+    name: provider.name,
+    maxConnectionMs: provider.maxConnectionMs,
+    formatFor: (input) => provider.formatFor(input),
+    connect: (request, listener) =>
+      provider
+        .connect(request, {
+          transcript: (t) => listener.transcript(t),
+          error: (err) => listener.error(clean(err)),
+          closed: (err) => listener.closed(clean(err)),
+          expiring: (inMs) => listener.expiring(inMs),
+        })
+        .catch((err: unknown) => {
+          throw clean(err);
+        }),
   };
 }

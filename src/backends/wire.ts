@@ -1,3 +1,5 @@
+import { secretRedactor } from '../util/redact.ts';
+
 /**
  * Reading providers' JSON events without trusting their shape: each getter returns
  * undefined for a missing or mistyped field, so a provider adding or changing a field
@@ -32,7 +34,7 @@ export const arr = (o: JsonObject | undefined, key: string): readonly unknown[] 
 
 /** `text` with every occurrence of `secret` masked, for error messages built from what a server echoed. */
 export function maskSecret(text: string, secret: string): string {
-  return secret ? text.split(secret).join('***') : text;
+  return secretRedactor([secret])(text);
 }
 
 /** The start of a server's explanation, on one line, for an error message. */

@@ -56,8 +56,12 @@ export const InfoEvent = v.object({ event: v.literal('info') });
 export const InboundEvent = v.variant('event', [StartEvent, MediaEvent, StopEvent, PingEvent, InfoEvent]);
 export type InboundEvent = v.InferOutput<typeof InboundEvent>;
 
-/** Events we know; anything else is ignored (logged at debug), per the protocol. */
-export const KNOWN_EVENTS = new Set(['start', 'media', 'stop', 'ping', 'info']);
+/** Events we know; anything else is ignored, per the protocol (answered with `unknown_event`). */
+export const KNOWN_EVENTS: ReadonlySet<string> = new Set<InboundEvent['event']>(['start', 'media', 'stop', 'ping', 'info']);
+
+export function isKnownEvent(event: unknown): event is InboundEvent['event'] {
+  return typeof event === 'string' && KNOWN_EVENTS.has(event);
+}
 
 /** A one-line summary of why a message failed validation, naming the field. */
 export function describeIssues(issues: readonly v.BaseIssue<unknown>[]): string {

@@ -1,3 +1,6 @@
+import type { ProviderErrorKind } from '../backends/provider.ts';
+import type { InboundEvent } from './inbound.ts';
+
 export type Runtime = 'node' | 'deno' | 'workerd';
 
 export interface InfoMessage {
@@ -25,4 +28,60 @@ export interface TranscriptionResult {
 /** Echoes `id` whatever its JSON type, and leaves it out when the ping had none. */
 export function pong(id: unknown): string {
   return id === undefined ? '{"event":"pong"}' : JSON.stringify({ event: 'pong', id });
+}
+
+/**
+ * Trouble the client should know about (docs/PROTOCOL.md §5.4). The session goes on: the
+ * socket is closed only where a close code says so (1008, 1013).
+ * - Provider trouble, once per episode per participant (not per retry; a new episode starts
+ *   after the stream has recovered): `provider_auth`, `provider_rate_limited`,
+ *   `provider_unreachable`, `provider_error`; with `tag` and `provider`.
+ * - Input refused, throttled per code like the log (the first five, then every power of
+ *   ten): `invalid_json`, `binary_frame`, `too_large`, `unknown_event`, `invalid_start`,
+ *   `invalid_media`, `invalid_stop`, `bad_base64`, `too_many_participants`, and audio
+ *   that does not decode (`corrupt_opus`, `ogg_*`); with `tag` when one is known.
+ * - `transcriber_unavailable`: no transcriber could be reached (the Worker in front of its
+ *   containers), just before the close with 1013.
+ */
+export type ProviderErrorCode = 'provider_auth' | 'provider_rate_limited' | 'provider_unreachable' | 'provider_error';
+export type InputErrorCode =
+  | 'invalid_json'
+  | 'binary_frame'
+  | 'too_large'
+  | 'unknown_event'
+  | `invalid_${InboundEvent['event']}`
+  | 'bad_base64'
+  | 'too_many_participants';
+/** `ogg_` and the demuxer's reason (`ogg_bad_crc`…). */
+export type DecodeErrorCode = 'corrupt_opus' | `ogg_${string}`;
+export type ErrorCode = InputErrorCode | DecodeErrorCode | ProviderErrorCode | 'transcriber_unavailable';
+
+export interface ErrorMessage {
+  event: 'error';
+  code: ErrorCode;
+  /** Says what was wrong, naming the field or the provider's explanation; never a secret. */
+  message: string;
+  tag?: string;
+  provider?: string;
+}
+
+/** The client's code for a provider failure, from its kind (one classification, see ProviderErrorKind). */
+export function providerErrorCode(kind: ProviderErrorKind): ProviderErrorCode {
+  switch (kind) {
+    case 'auth':
+      return 'provider_auth';
+    case 'rate_limited':
+      return 'provider_rate_limited';
+    case 'unreachable':
+      return 'provider_unreachable';
+    default:
+      return 'provider_error';
+  }
+}
+
+export function errorMessage(code: ErrorCode, message: string, about: { tag?: string; provider?: string } = {}): string {
+  const msg: ErrorMessage = { event: 'error', code, message };
+  if (about.tag !== undefined) msg.tag = about.tag;
+  if (about.provider !== undefined) msg.provider = about.provider;
+  return JSON.stringify(msg);
 }

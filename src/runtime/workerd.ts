@@ -19,6 +19,7 @@ import { loadConfig, type Config } from '../config.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { createMetrics, type Metrics } from '../metrics.ts';
 import { cloudflareDispatcherSinks, hasDispatcherBinding, type CloudflareDispatcherBindings } from '../sinks/dispatcher/cloudflare.ts';
+import { BOOLEAN_VALUES, parseBoolean } from '../util/bool.ts';
 import { systemTimers } from '../util/timers.ts';
 import { createWorkerdApp, workerVars } from './workerd/app.ts';
 import { containerBackend, HEALTH_INSTANCE, inspectContainer, type ContainerNamespace } from './workerd/container-backend.ts';
@@ -51,10 +52,10 @@ const IN_WORKER_MAX_PARTICIPANTS = 64;
 function build(env: Env): Built {
   const vars = workerVars(env);
   const errors: string[] = [];
-  const flag = vars.TRANSCRIBE_IN_WORKER;
-  if (flag !== undefined && flag !== 'true' && flag !== 'false') errors.push('TRANSCRIBE_IN_WORKER: must be true or false');
+  const flag = vars.TRANSCRIBE_IN_WORKER ? parseBoolean(vars.TRANSCRIBE_IN_WORKER) : undefined;
+  if (vars.TRANSCRIBE_IN_WORKER && flag === undefined) errors.push(`TRANSCRIBE_IN_WORKER: must be ${BOOLEAN_VALUES}`);
   // Without a container to relay to, the isolate runs the whole pipeline itself.
-  const inWorker = flag === 'true' || env.CONTAINER === undefined;
+  const inWorker = flag === true || env.CONTAINER === undefined;
   if (inWorker) vars.MAX_PARTICIPANTS ??= String(IN_WORKER_MAX_PARTICIPANTS);
   const loaded = loadConfig(vars, PROVIDERS);
   if (!loaded.ok) errors.push(...loaded.errors);
@@ -116,8 +117,20 @@ function frontApp(
     // A session's instance is looked at, not woken; the probe instance is started if asleep.
     const instance = sessionId ?? HEALTH_INSTANCE;
     const report = await inspectContainer(namespace, instance, sessionId === undefined, HEALTH_TIMEOUT_MS, timers);
-    const healthy = sessionId !== undefined || report.answers;
-    return c.json({ ...own, status: healthy ? 'ok' : 'degraded', container: { instance, ...report } }, healthy ? 200 : 503);
+    // The Worker's own reasons (no provider key), then, for the probe, the container's: the
+    // containers do the transcribing, so their providers' health is the service's.
+    const reasons = Array.isArray(own.reasons) ? own.reasons.map(String) : [];
+    if (sessionId === undefined) {
+      if (!report.answers) reasons.push(`container: ${report.error ?? 'no answer'}`);
+      else if (report.health?.status !== 'ok') {
+        const theirs = Array.isArray(report.health?.reasons) ? report.health.reasons : ['not ok'];
+        reasons.push(...theirs.map((r) => `container: ${r}`));
+      }
+    }
+    const { reasons: _own, status: _status, ...fields } = own;
+    const container = { instance, ...report };
+    if (reasons.length) return c.json({ status: 'degraded', reasons, ...fields, container }, 503);
+    return c.json({ status: 'ok', ...fields, container });
   });
   app.route('/', sessions);
   if (settings.urlOverride !== undefined) {

@@ -1,7 +1,8 @@
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { AudioFormat, Provider } from '../backends/provider.ts';
+import type { AudioFormat, Provider, ProviderError } from '../backends/provider.ts';
 import type { InputEncoding, PcmRate } from '../protocol/inbound.ts';
+import type { DecodeErrorCode } from '../protocol/outbound.ts';
 import { OpusError, type OpusCodec, type OpusDecoder } from '../codec/opus.ts';
 import { OggOpusDemuxer, isOggStart } from '../codec/ogg.ts';
 import { L16Converter } from '../codec/l16.ts';
@@ -25,7 +26,9 @@ export interface ParticipantDeps {
   newMessageId(): string;
   onResult(result: StreamResult): void;
   /** Counted and logged by the session (throttled). */
-  onDecodeError(reason: string, detail: string): void;
+  onDecodeError(reason: DecodeErrorCode, detail: string): void;
+  /** The provider stream's trouble, once per episode (see ProviderStreamOptions.onTrouble). */
+  onProviderTrouble(err: ProviderError): void;
 }
 
 export interface InputFormat {
@@ -219,6 +222,7 @@ export class Participant {
       finishTimeoutMs: this.d.finishTimeoutMs,
       newMessageId: this.d.newMessageId,
       onResult: this.d.onResult,
+      onTrouble: this.d.onProviderTrouble,
       // After a reconnect, a pass-through Ogg stream starts again with its header pages.
       preamble: format.kind === 'ogg' ? () => this.demuxer?.headerPages : undefined,
     });

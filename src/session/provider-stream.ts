@@ -29,6 +29,11 @@ export interface ProviderStreamOptions {
   metrics: Metrics;
   timers: Timers;
   onResult(result: StreamResult): void;
+  /**
+   * The first failure of an episode: the client is told once, not at every retry. The
+   * episode ends when the stream recovers (a connection the provider accepted, or a result).
+   */
+  onTrouble(err: ProviderError): void;
   /** Sent first on every new connection (the Ogg header pages of a pass-through stream). */
   preamble?: () => Uint8Array | undefined;
   /** Audio held while a connection opens or backs off, in ms; older audio is dropped. */
@@ -83,6 +88,8 @@ export class ProviderStream {
   private flushQueued = false;
   private serial = 0;
   private closed = false;
+  /** Trouble has been reported and the stream has not recovered since. */
+  private troubled = false;
   private readonly retiring = new Set<Promise<void>>();
   private readonly utterances = new Map<string, { messageId: string; startedAt: number }>();
 
@@ -213,6 +220,7 @@ export class ProviderStream {
           }
           link.conn = conn;
           link.openedAt = this.o.timers.now();
+          this.troubled = false;
           const preamble = this.o.preamble?.();
           if (preamble) conn.send(preamble, 0);
           for (const q of this.queue) this.sendNow(link, q.audio, q.durationMs, q.arrival);
@@ -270,6 +278,7 @@ export class ProviderStream {
   private onTranscript(link: Link, t: Transcript): void {
     link.healthy = true;
     this.failures = 0;
+    this.troubled = false;
     const key = `${link.serial}:${t.itemId}`;
     let u = this.utterances.get(key);
     if (!u) {
@@ -299,6 +308,13 @@ export class ProviderStream {
   private onError(err: ProviderError): void {
     this.o.metrics.backendErrors.inc({ provider: this.o.provider.name, kind: err.kind });
     this.o.log.warn('provider reported an error', { provider: this.o.provider.name, kind: err.kind, error: err.message });
+    this.trouble(err);
+  }
+
+  private trouble(err: ProviderError): void {
+    if (this.troubled || this.closed) return;
+    this.troubled = true;
+    this.o.onTrouble(err);
   }
 
   private onClosed(link: Link, err: ProviderError): void {
@@ -331,6 +347,7 @@ export class ProviderStream {
       retryInMs: wait,
       failures: this.failures,
     });
+    this.trouble(err);
   }
 
   private within(p: Promise<void>, ms: number): Promise<void> {

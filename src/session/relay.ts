@@ -2,7 +2,7 @@ import type { SessionHandle } from '../app.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { OutboundSocket, SocketHandlers } from '../net.ts';
-import { pong, type InfoMessage, type TranscriptionResult } from '../protocol/outbound.ts';
+import { errorMessage, pong, type InfoMessage, type TranscriptionResult } from '../protocol/outbound.ts';
 import type { TranscribeParams } from '../protocol/query.ts';
 import { sentToClient, type ClientSocket } from '../sinks/client.ts';
 import type { TranscriptSink } from '../sinks/sink.ts';
@@ -13,7 +13,7 @@ import type { Timers } from '../util/timers.ts';
  * reconnect, which lands on the same transcriber instance (it is chosen by sessionId):
  * 1012 (Service Restart) when an established link dies (the container restarted, slept or
  * was replaced), 1013 (Try Again Later) when no transcriber could be reached at all. Not
- * 1011: PROTOCOL §5 keeps that for failures the session cannot survive, and this one it can.
+ * 1011 (docs/PROTOCOL.md §6): that code means a failure the session cannot survive, and this one it can.
  */
 export const LINK_LOST = 1012;
 export const UNAVAILABLE = 1013;
@@ -133,6 +133,8 @@ export class RelaySession implements SessionHandle {
       this.d.metrics.relayErrors.inc({ reason: 'unavailable' });
       this.log.warn('transcriber unavailable', { error });
       this.backlog = [];
+      // The close reason is all some clients show; the event says it where messages are read.
+      if (!this.clientGone) this.client.send(errorMessage('transcriber_unavailable', 'no transcriber could be reached; reconnect later'));
       this.end(UNAVAILABLE, 'transcription container unavailable; try again later');
       return;
     }
@@ -171,7 +173,7 @@ export class RelaySession implements SessionHandle {
         return;
       case 'transcription-result':
         if (!this.clientGone && sentToClient(this.params, msg.is_interim === true)) this.client.send(data);
-        // The transcriber is our own server: its results have the PROTOCOL §5 shape.
+        // The transcriber is our own server: its results have the docs/PROTOCOL.md §5.3 shape.
         for (const sink of this.sinks) sink.deliver(msg as TranscriptionResult);
         return;
       default:

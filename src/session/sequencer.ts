@@ -17,8 +17,9 @@ export class Sequencer {
       return 0;
     }
     let delta = chunk - last;
-    // 16-bit sequence numbers wrap.
+    // 16-bit sequence numbers wrap, both ways: a packet from before the wrap can arrive after it.
     if (delta < -32768 && last >= 32768 && chunk < 32768 && last < 65536) delta += 65536;
+    else if (delta > 32768 && chunk >= 32768 && last < 32768 && chunk < 65536) delta -= 65536;
     if (delta <= 0 && delta > -RESTART_JUMP) return -1;
     this.last = chunk;
     return delta > 1 && delta < RESTART_JUMP ? delta - 1 : 0;

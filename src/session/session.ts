@@ -1,16 +1,25 @@
 import * as v from 'valibot';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { Provider } from '../backends/provider.ts';
+import type { Provider, ProviderError } from '../backends/provider.ts';
 import type { OpusCodec } from '../codec/opus.ts';
 import {
   InboundEvent,
   KNOWN_EVENTS,
   MediaEvent,
   describeIssues,
+  isKnownEvent,
   type PcmRate,
 } from '../protocol/inbound.ts';
-import { pong, type InfoMessage, type TranscriptionResult } from '../protocol/outbound.ts';
+import {
+  errorMessage,
+  pong,
+  providerErrorCode,
+  type DecodeErrorCode,
+  type InfoMessage,
+  type InputErrorCode,
+  type TranscriptionResult,
+} from '../protocol/outbound.ts';
 import { participantIdOf } from '../protocol/participant.ts';
 import type { TranscribeParams } from '../protocol/query.ts';
 import type { ClientSocket } from '../sinks/client.ts';
@@ -19,6 +28,10 @@ import type { Base64Codec } from '../util/base64.ts';
 import type { Timers } from '../util/timers.ts';
 import { Participant, type InputFormat } from './participant.ts';
 import type { StreamResult } from './provider-stream.ts';
+
+/** Unknown event names logged once each per session; a client inventing names forever gets the throttled log. */
+const MAX_UNKNOWN_NAMES = 32;
+const EVENT_NAMES = [...KNOWN_EVENTS].join(', ');
 
 export interface SessionDeps {
   codec: OpusCodec;
@@ -44,6 +57,7 @@ export class Session {
   private readonly participants = new Map<string, Participant>();
   private readonly stopping = new Set<Promise<void>>();
   private readonly errorCounts = new Map<string, number>();
+  private readonly unknownEvents = new Set<string>();
   private readonly sweep: unknown;
   private closed = false;
   private readonly log: Logger;
@@ -71,7 +85,7 @@ export class Session {
     if (this.closed) return;
     if (typeof data !== 'string') return this.refuse('binary_frame', 'binary frames are not accepted; send JSON text frames');
     if (data.length > this.d.maxMessageBytes) {
-      return this.refuse('too_large', `message of ${data.length} bytes exceeds the ${this.d.maxMessageBytes}-byte limit`);
+      return this.refuse('too_large', `message of ${data.length} bytes exceeds the ${this.d.maxMessageBytes}-byte limit (MAX_MESSAGE_BYTES)`);
     }
     let json: unknown;
     try {
@@ -83,10 +97,7 @@ export class Session {
     const event = (json as { event?: unknown }).event;
     // The hot path: most frames are media.
     if (event === 'media') return this.media(json);
-    if (typeof event !== 'string' || !KNOWN_EVENTS.has(event)) {
-      this.log.debug('ignoring unknown event', { event: typeof event === 'string' ? event.slice(0, 64) : typeof event });
-      return;
-    }
+    if (!isKnownEvent(event)) return this.unknownEvent(event);
     const parsed = v.safeParse(InboundEvent, json);
     if (!parsed.success) return this.refuse(`invalid_${event}`, `${event}: ${describeIssues(parsed.issues)}`);
     const msg = parsed.output;
@@ -149,7 +160,7 @@ export class Session {
 
   private participant(tag: string, input: InputFormat): Participant | undefined {
     if (this.d.maxParticipants && this.participants.size >= this.d.maxParticipants) {
-      // A policy close (PROTOCOL.md §5): the operator's limit, or on workerd what fits in the
+      // A policy close (docs/PROTOCOL.md §6): the operator's limit, or on workerd what fits in the
       // isolate's memory. Going on would drop this participant's audio without a word.
       const reason = `participant limit of ${this.d.maxParticipants} reached`;
       this.refuse('too_many_participants', reason, tag);
@@ -171,8 +182,9 @@ export class Session {
       onResult: (r) => this.deliver(tag, id, r),
       onDecodeError: (reason, detail) => {
         this.d.metrics.decodeErrors.inc({ reason });
-        this.refuse(reason, detail, tag, false);
+        this.refuse(reason, detail, tag, { count: false });
       },
+      onProviderTrouble: (err) => this.providerTrouble(tag, err),
     });
     this.participants.set(tag, p);
     this.d.metrics.state.participants++;
@@ -213,17 +225,37 @@ export class Session {
     }
   }
 
+  /** Told to the client (docs/PROTOCOL.md §5.4); the stream has logged and counted it. */
+  private providerTrouble(tag: string, err: ProviderError): void {
+    if (this.closed) return;
+    this.client.send(errorMessage(providerErrorCode(err.kind), err.message, { tag, provider: this.d.provider.name }));
+  }
+
+  /** Ignored, as the protocol says, but answered and counted; logged once per name. */
+  private unknownEvent(event: unknown): void {
+    const name = typeof event === 'string' ? event.slice(0, 64) : undefined;
+    const label = name ?? `(${event === undefined ? 'none' : typeof event})`;
+    const firstSeen = !this.unknownEvents.has(label) && this.unknownEvents.size < MAX_UNKNOWN_NAMES;
+    if (firstSeen) {
+      this.unknownEvents.add(label);
+      this.log.warn('unknown event', { event: label });
+    }
+    const detail =
+      name === undefined ? `message has no "event" string; events are ${EVENT_NAMES}` : `unknown event "${name}"; events are ${EVENT_NAMES}`;
+    this.refuse('unknown_event', detail, undefined, { log: !firstSeen && !this.unknownEvents.has(label) });
+  }
+
   /**
-   * Counts and logs refused input. Logging is throttled per reason (the first few, then
-   * every power of ten) so a participant sending garbage at 50 frames a second cannot
-   * flood the log.
+   * Counts, logs and answers refused input. Logging and answers are throttled per reason
+   * (the first few, then every power of ten) so a participant sending garbage at 50 frames
+   * a second floods neither the log nor the client.
    */
-  private refuse(reason: string, detail: string, tag?: string, count = true): void {
-    if (count) this.d.metrics.inputErrors.inc({ reason });
+  private refuse(reason: InputErrorCode | DecodeErrorCode, detail: string, tag?: string, options: { count?: boolean; log?: boolean } = {}): void {
+    if (options.count ?? true) this.d.metrics.inputErrors.inc({ reason });
     const n = (this.errorCounts.get(reason) ?? 0) + 1;
     this.errorCounts.set(reason, n);
-    if (n <= 5 || Number.isInteger(Math.log10(n))) {
-      this.log.warn('input refused', { reason, detail, tag, occurrences: n });
-    }
+    if (n > 5 && !Number.isInteger(Math.log10(n))) return;
+    if (options.log ?? true) this.log.warn('input refused', { reason, detail, tag, occurrences: n });
+    this.client.send(errorMessage(reason, detail, { tag }));
   }
 }

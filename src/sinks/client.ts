@@ -11,7 +11,7 @@ export interface ClientFlags {
   sendBackInterim: boolean;
 }
 
-/** Finals go back iff sendBack, interims iff both flags (PROTOCOL §5). */
+/** Finals go back iff sendBack, interims iff both flags (docs/PROTOCOL.md §5.3). */
 export function sentToClient(flags: ClientFlags, isInterim: boolean): boolean {
   return flags.sendBack && (!isInterim || flags.sendBackInterim);
 }

@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { BOOLEAN_VALUES, parseBoolean } from './bool.ts';
 
 /** Schemas for environment variables, which are always strings (or absent). */
 
@@ -32,14 +33,17 @@ export const envNumber = (fallback: number, min: number, max: number) =>
     String(fallback),
   );
 
+/** Read as query parameters are (`parseBoolean`), so the same words work in both. */
 export const envBool = (fallback: boolean) =>
   v.optional(
     v.pipe(
       v.string(),
-      v.trim(),
-      v.toLowerCase(),
-      v.picklist(['true', 'false', '1', '0', 'yes', 'no', ''], 'must be true or false'),
-      v.transform((s) => s === 'true' || s === '1' || s === 'yes'),
+      v.rawTransform(({ dataset, addIssue, NEVER }) => {
+        const value = parseBoolean(dataset.value);
+        if (value !== undefined) return value;
+        addIssue({ message: `must be ${BOOLEAN_VALUES}` });
+        return NEVER;
+      }),
     ),
     String(fallback),
   );

@@ -16,7 +16,7 @@ import { startNodeServer, type NodeServer } from '../../src/runtime/node/server.
 import type { DispatcherMessage } from '../../src/sinks/dispatcher/message.ts';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TAG_A, TAG_B, TestClient, replayJvb } from '../helpers/client.ts';
-import { readJvbCapture } from '../helpers/fixtures.ts';
+import { readCapture } from '../helpers/fixtures.ts';
 import type { LogLine } from '../helpers/proxy.ts';
 import { until } from '../helpers/wait.ts';
 import type { ObjectRecords } from '../runtimes/dispatcher-scenario.ts';
@@ -44,7 +44,7 @@ async function startNode(): Promise<NodeServer> {
       OPENAI_API_KEY: fake.apiKey,
       OPENAI_BASE_URL: fake.baseUrl,
       USE_DISPATCHER: 'false',
-      // A fast replay delivers 46 s of audio before the provider connection opens: hold it all.
+      // A fast replay delivers the whole capture before the provider connection opens: hold it all.
       FORCE_COMMIT_TIMEOUT: '0.5',
       PROVIDER_QUEUE_MS: '60000',
       FINISH_TIMEOUT_MS: '3000',
@@ -113,7 +113,9 @@ async function dispatched(sessionId: string): Promise<DispatcherMessage[]> {
   return ((await response.json()) as ObjectRecords).messages;
 }
 
-const frames = () => readJvbCapture();
+const frames = () => readCapture();
+/** The capture's first half: its first speaker's opening turn, enough for a final. */
+const firstHalf = () => frames().slice(0, Math.ceil(frames().length / 2));
 
 describe('the Worker in front of the container', () => {
   it('answers /health itself, with whether a container answers and the names (only) of what it forwards', async () => {
@@ -136,12 +138,12 @@ describe('the Worker in front of the container', () => {
     });
     await expect(TestClient.connect(wsUrl({ sessionId: 'x' }))).rejects.toMatchObject({
       status: 400,
-      body: 'No transcription output method specified',
+      body: 'no output: set sendBack=true (and sendBackInterim=true for interims) or useDispatcher=true',
     });
     await expect(TestClient.connect(wsUrl({ useDispatcher: 'true' }))).rejects.toMatchObject({ status: 400 });
     await expect(TestClient.connect(wsUrl({ sendBack: 'true', provider: 'nope' }))).rejects.toMatchObject({
       status: 400,
-      body: 'provider "nope" is not configured; configured: openai',
+      body: 'provider "nope" is unknown; known providers: openai, deepgram, gemini',
     });
     await expect(TestClient.connect(wsUrl({ sendBack: 'true' }, '/elsewhere'))).rejects.toMatchObject({ status: 404 });
     const plain = await fetch(new URL('/transcribe', base));
@@ -254,7 +256,7 @@ describe('the Worker in front of the container', () => {
     await new Promise((resolve) => setTimeout(resolve, SLEEP_AFTER_SECONDS * 3_000));
     expect(client.closed).toBeUndefined();
     expect((await health('cf-idle')).body.container).toMatchObject({ state: 'healthy' });
-    await replayJvb(client, { pace: 'fast', records: frames().slice(0, 1200) });
+    await replayJvb(client, { pace: 'fast', records: firstHalf() });
     await client.waitFor(() => client.finals().length > 0, 'a final after the idle time');
     expect(tap.session('cf-idle')).toHaveLength(1);
     await client.close();
@@ -276,12 +278,15 @@ describe('when the container goes away', () => {
     const refused = await TestClient.connect(wsUrl({ sessionId: 'cf-kill', sendBack: 'true' }));
     await refused.waitFor(() => refused.closed !== undefined, 'the refused session to be closed', 40_000);
     expect(refused.closed?.code).toBe(1013);
-    expect(refused.messages.map((m) => m.event)).toEqual(['info']);
+    expect(refused.messages).toEqual([
+      expect.objectContaining({ event: 'info' }),
+      { event: 'error', code: 'transcriber_unavailable', message: 'no transcriber could be reached; reconnect later' },
+    ]);
 
     node = await startNode();
     tap.retarget(node.port);
     const again = await TestClient.connect(wsUrl({ sessionId: 'cf-kill', sendBack: 'true' }));
-    await replayJvb(again, { pace: 'fast', records: frames().slice(0, 1200) });
+    await replayJvb(again, { pace: 'fast', records: firstHalf() });
     await again.waitFor(() => again.finals().length > 0, 'a final after the reconnect', 30_000);
     expect((await health('cf-kill')).body.container.id).toBe(before);
     expect(nodeLogs.filter((l) => l.msg === 'session opened').map((l) => l.session)).toEqual(['cf-kill']);

@@ -1,22 +1,25 @@
 /**
  * The app's observable behaviour, one suite run against every runtime (Node, Deno, workerd):
  * over a real WebSocket, against the fake OpenAI Realtime server in this process. The last
- * test compares the runtimes' transcripts with each other.
+ * tests compare the runtimes' transcripts with each other: of the repository's capture, and
+ * of the shared real Videobridge capture when it is beside the checkout.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { FakeOpenAI, type FakeRealtimeConnection } from '../fakes/openai-realtime.ts';
-import { TAG_A, TAG_B, TestClient, replayJvb } from '../helpers/client.ts';
-import { readJvbCapture } from '../helpers/fixtures.ts';
+import { TAG_A, TestClient, replayJvb } from '../helpers/client.ts';
+import { captureParticipants, readCapture, sharedFixture, sharedFixtures, type JvbRecord } from '../helpers/fixtures.ts';
 import { until } from '../helpers/wait.ts';
 import { LAUNCHERS, type RunningApp } from './launchers.ts';
 
-const capture = readJvbCapture();
+const capture = readCapture();
+const shared = sharedFixtures.availableFor(import.meta.url, 'the cross-runtime finals of the real Videobridge capture');
 
 const transcriptionOf = (c: FakeRealtimeConnection) =>
   (c.sessionUpdates[0] as { audio?: { input?: { transcription?: { language?: string } } } } | undefined)?.audio?.input?.transcription;
-/** Finals per runtime, `tag: text`, for the cross-runtime comparison. */
+/** Finals per runtime, `tag: text`, for the cross-runtime comparison: of the repository's capture, of the shared one. */
 const finalsByRuntime = new Map<string, string[]>();
+const realFinalsByRuntime = new Map<string, string[]>();
 
 describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
   let fake: FakeOpenAI;
@@ -53,16 +56,54 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
     expect((await fetch(`${app.origin}/transcribe`)).status).toBe(426);
     expect((await fetch(`${app.origin}/elsewhere`)).status).toBe(404);
     for (const [query, reason] of [
-      ['sessionId=x', 'No transcription output method specified'],
-      ['sendBack=true&provider=nope', 'provider "nope" is not configured'],
-      ['sendBack=true&encoding=mp3', 'encoding must be opus or ogg-opus'],
+      ['sessionId=x', 'no output: set sendBack=true (and sendBackInterim=true for interims) or useDispatcher=true'],
+      ['sendBack=true&provider=nope', 'provider "nope" is unknown; known providers: openai, deepgram, gemini'],
+      ['sendBack=true&provider=gemini', 'provider "gemini" is not configured: set GEMINI_API_KEY (configured: openai)'],
+      ['sendBack=true&encoding=mp3', 'encoding must be opus or ogg-opus (got "mp3")'],
+      // Every problem at once, on one line.
+      [
+        'sendBack=maybe&lang=english!&encoding=mp3',
+        'lang must be a BCP-47 or ISO 639-1 code such as en or pt-BR (got "english!"); encoding must be opus or ogg-opus (got "mp3"); ' +
+          'sendBack must be true or false (or 1, 0, yes, no, on, off), got "maybe"',
+      ],
     ]) {
       const refused = await TestClient.connect(ws(query!)).then(
         () => undefined,
         (e: { status?: number; body?: string }) => e,
       );
-      expect(refused, query).toMatchObject({ status: 400, body: expect.stringContaining(reason!) });
+      expect(refused, query).toMatchObject({ status: 400, body: reason });
     }
+    // Booleans as the environment reads them.
+    const accepted = await TestClient.connect(ws('sessionId=yes&sendBack=YES&sendBackInterim=0'));
+    await accepted.close();
+  });
+
+  it('answers each bad frame with one error event naming the problem, and carries on', async () => {
+    const client = await TestClient.connect(ws('sessionId=garbage&sendBack=true'));
+    const bad: [code: string, frame: string | Uint8Array, message: string][] = [
+      ['invalid_json', 'not json', 'message is not JSON'],
+      ['binary_frame', new Uint8Array([1, 2, 3]), 'binary frames are not accepted; send JSON text frames'],
+      ['too_large', JSON.stringify({ event: 'ping', pad: 'x'.repeat(300_000) }), 'message of 300025 bytes exceeds the 262144-byte limit (MAX_MESSAGE_BYTES)'],
+      ['bad_base64', JSON.stringify({ event: 'media', media: { tag: TAG_A, payload: '@@@' } }), 'media payload is not valid base64'],
+      ['invalid_media', JSON.stringify({ event: 'media', media: { tag: TAG_A } }), 'media: media.payload: Invalid key: Expected "payload" but received undefined'],
+      [
+        'invalid_start',
+        JSON.stringify({ event: 'start', start: { tag: 'x-1', mediaFormat: { encoding: 'mp3' } } }),
+        'start: start.mediaFormat.encoding: Invalid type: Expected ("opus" | "ogg-opus" | "ogg" | "l16") but received "mp3"',
+      ],
+      ['invalid_stop', JSON.stringify({ event: 'stop', stop: {} }), 'stop: stop.tag: Invalid key: Expected "tag" but received undefined'],
+      ['unknown_event', JSON.stringify({ event: 'juggle' }), 'unknown event "juggle"; events are start, media, stop, ping, info'],
+    ];
+    // Raw: TestClient.send would turn the binary frame into JSON text.
+    for (const [, frame] of bad) client.ws.send(frame);
+    client.send({ event: 'ping', id: 'after' });
+    await client.waitFor(() => client.messages.some((m) => m.event === 'pong'), 'the pong');
+    expect(client.messages.slice(1)).toEqual([
+      ...bad.map(([code, , message]) => (code === 'bad_base64' ? { event: 'error', code, message, tag: TAG_A } : { event: 'error', code, message })),
+      { event: 'pong', id: 'after' },
+    ]);
+    expect(client.closed).toBeUndefined();
+    await client.close();
   });
 
   it("agrees to the client's subprotocol and accepts /transcribe under any prefix", async () => {
@@ -84,38 +125,47 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
     await client.close();
   });
 
-  it('transcribes the JVB capture for both participants, interims only when asked, surviving bad input', async () => {
-    const withInterims = await TestClient.connect(ws('sessionId=replay&sendBack=true&sendBackInterim=true'));
-    const finalsOnly = await TestClient.connect(ws('sessionId=replay-2&sendBack=true'));
+  /**
+   * Replays `records` on two sessions, one with interims and garbage in between, and checks
+   * what came back; returns the finals as `tag: text`, sorted.
+   */
+  async function transcribe(records: JvbRecord[], sessionId: string): Promise<string[]> {
+    const [a, b] = captureParticipants(records) as [{ tag: string; id: string }, { tag: string; id: string }];
+    const mark = fake.connections.length;
+    const withInterims = await TestClient.connect(ws(`sessionId=${sessionId}&sendBack=true&sendBackInterim=true`));
+    const finalsOnly = await TestClient.connect(ws(`sessionId=${sessionId}-2&sendBack=true`));
     let n = 0;
+    const every = Math.max(1, Math.floor(records.length / 10));
     const withGarbage = (data: string) => {
-      // Every 200th frame: a non-JSON frame, bad base64, an unknown event.
-      if (++n % 200 === 0) {
+      // About ten times over the capture: a non-JSON frame, bad base64, an unknown event.
+      if (++n % every === 0) {
         withInterims.send('not json');
-        withInterims.send({ event: 'media', media: { tag: TAG_A, chunk: 1, timestamp: 1, payload: '@@@' } });
+        withInterims.send({ event: 'media', media: { tag: a.tag, chunk: 1, timestamp: 1, payload: '@@@' } });
         withInterims.send({ event: 'juggle' });
       }
       return data;
     };
     await Promise.all([
-      replayJvb(withInterims, { pace: 'fast', records: capture, map: (r) => withGarbage(r.data) }),
-      replayJvb(finalsOnly, { pace: 'fast', records: capture }),
+      replayJvb(withInterims, { pace: 'fast', records, map: (r) => withGarbage(r.data) }),
+      replayJvb(finalsOnly, { pace: 'fast', records }),
     ]);
     for (const client of [withInterims, finalsOnly]) {
-      await client.waitFor(() => client.finals(TAG_A).length > 0 && client.finals(TAG_B).length > 0, 'finals for both participants');
+      await client.waitFor(() => client.finals(a.tag).length > 0 && client.finals(b.tag).length > 0, 'finals for both participants');
     }
     // Every utterance the provider completed came back, once: wait for all the audio and
     // for each stream's last utterance to be closed first.
-    const completed = () => fake.connections.flatMap((c) => c.completed()).filter((t) => t !== '');
-    const media = capture.filter((r) => r.event === 'media').length;
-    await fake.waitFor(() => fake.connections.reduce((sum, c) => sum + c.appends, 0) === 2 * media, 'all the audio');
-    await fake.waitFor(() => fake.connections.every((c) => !c.speaking), 'every utterance closed (by silence or the idle commit)');
+    const mine = () => fake.connections.slice(mark);
+    const completed = () => mine().flatMap((c) => c.completed()).filter((t) => t !== '');
+    const media = records.filter((r) => r.event === 'media').length;
+    await fake.waitFor(() => mine().reduce((sum, c) => sum + c.appends, 0) === 2 * media, 'all the audio');
+    await fake.waitFor(() => mine().every((c) => !c.speaking), 'every utterance closed (by silence or the idle commit)');
     await until(() => withInterims.finals().length + finalsOnly.finals().length === completed().length, 'every final');
-    expect(withInterims.finals(TAG_A)[0]!.participant).toEqual({ id: 'aaaaaaaa', tag: TAG_A });
+    expect(withInterims.finals(a.tag)[0]!.participant).toEqual(a);
+    expect(withInterims.finals(b.tag)[0]!.participant).toEqual(b);
     expect(withInterims.interims().length).toBeGreaterThan(0);
     expect(finalsOnly.interims()).toEqual([]);
     expect(withInterims.closed).toBeUndefined();
-    for (const conn of fake.connections) {
+    for (const conn of mine()) {
       expect(conn.violations).toEqual([]);
       // One auth form only: the header, which every runtime's connector can set.
       expect(conn.headers.authorization).toBe(`Bearer ${fake.apiKey}`);
@@ -123,8 +173,16 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
     }
     const words = (c: TestClient) => c.finals().map((f) => `${f.participant.tag}: ${f.transcript[0]!.text}`);
     expect(words(withInterims).sort()).toEqual(words(finalsOnly).sort());
-    finalsByRuntime.set(runtime, words(finalsOnly).sort());
     await Promise.all([withInterims.close(), finalsOnly.close()]);
+    return words(finalsOnly).sort();
+  }
+
+  it('transcribes the capture for both participants, interims only when asked, surviving bad input', async () => {
+    finalsByRuntime.set(runtime, await transcribe(capture, 'replay'));
+  });
+
+  it.skipIf(!shared)('transcribes the shared real Videobridge capture the same way', async () => {
+    realFinalsByRuntime.set(runtime, await transcribe(readCapture(sharedFixture('jvb-two-speakers.jsonl')), 'real'));
   });
 
   it('closes with 1008 and a clear reason when a connection exceeds its participant limit', async () => {
@@ -160,10 +218,14 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
 });
 
 describe('across runtimes', () => {
-  it('every runtime produced the same finals from the same capture', () => {
-    const [first, ...rest] = [...finalsByRuntime.values()];
-    expect(finalsByRuntime.size).toBe(LAUNCHERS.length);
+  const sameFinals = (byRuntime: Map<string, string[]>) => {
+    const [first, ...rest] = [...byRuntime.values()];
+    expect(byRuntime.size).toBe(LAUNCHERS.length);
     expect(first!.length).toBeGreaterThan(0);
     for (const other of rest) expect(other).toEqual(first);
-  });
+  };
+
+  it('every runtime produced the same finals from the same capture', () => sameFinals(finalsByRuntime));
+
+  it.skipIf(!shared)('every runtime produced the same finals from the shared real capture', () => sameFinals(realFinalsByRuntime));
 });

@@ -4,11 +4,13 @@
  * still get their finals.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readJvbCapture, type JvbRecord } from '../helpers/fixtures.ts';
+import { readCapture, type JvbRecord } from '../helpers/fixtures.ts';
 import { TAG_A, TAG_B, replayJvb, type TestClient } from '../helpers/client.ts';
 import { metricValue, startProxy, type Proxy } from '../helpers/proxy.ts';
 
-const capture = readJvbCapture();
+const capture = readCapture();
+/** Garbage goes in before every EVERY-th frame: about 20 times over the capture. */
+const EVERY = Math.max(1, Math.floor(capture.length / 20));
 const FAST = { FORCE_COMMIT_TIMEOUT: '0.5', PROVIDER_QUEUE_MS: '60000' };
 
 /** Frames a misbehaving media server might send, keyed by what the proxy should count. */
@@ -23,9 +25,9 @@ function garbage(tag: string, chunk: number): [reason: string, frame: string][] 
     ['invalid_media', JSON.stringify({ event: 'media', media: { tag } })],
     ['too_large', media('A'.repeat(2 * 1024 * 1024))],
     ['invalid_start', JSON.stringify({ event: 'start', start: { tag: 'cccccccc-1', mediaFormat: { encoding: 'mp3' } } })],
-    // Not counted as input errors: corrupt Opus is a decode error; unknown events are ignored.
+    ['unknown_event', JSON.stringify({ event: 'dance', dance: { tag } })],
+    // Not counted as an input error: corrupt Opus is a decode error.
     ['corrupt_opus', media(noise)],
-    ['unknown', JSON.stringify({ event: 'dance', dance: { tag } })],
   ];
 }
 
@@ -40,8 +42,8 @@ describe('bad input in the middle of a replay', () => {
     bystander = await proxy.connect({ sessionId: 'bystander' });
     let injected = 0;
     const inject = (record: JvbRecord): string => {
-      // Every 100th frame, the garbage set for that frame's tag, just before it.
-      if (record.event === 'media' && record.sequenceNumber % 100 === 0) {
+      // Every EVERY-th frame, the garbage set for that frame's tag, just before it.
+      if (record.event === 'media' && record.sequenceNumber % EVERY === 0) {
         for (const [, frame] of garbage(record.tag, record.chunk)) victim.send(frame);
         injected++;
       }
@@ -69,8 +71,8 @@ describe('bad input in the middle of a replay', () => {
 
   it('counts every refusal by reason on /metrics', async () => {
     const text = await proxy.metrics();
-    const injected = capture.filter((r) => r.event === 'media' && r.sequenceNumber % 100 === 0).length;
-    for (const reason of ['bad_base64', 'invalid_media', 'too_large', 'invalid_start']) {
+    const injected = capture.filter((r) => r.event === 'media' && r.sequenceNumber % EVERY === 0).length;
+    for (const reason of ['bad_base64', 'invalid_media', 'too_large', 'invalid_start', 'unknown_event']) {
       expect(metricValue(text, 'transcriber_input_errors_total', { reason }), reason).toBe(injected);
     }
     expect(metricValue(text, 'transcriber_input_errors_total', { reason: 'invalid_json' })).toBe(2 * injected);
@@ -94,6 +96,8 @@ describe('bad input in the middle of a replay', () => {
     late.send({ event: 'ping', id: 7 });
     await late.waitFor(() => late.messages.some((m) => m.event === 'pong'), 'pong');
     expect(late.messages.find((m) => m.event === 'pong')).toEqual({ event: 'pong', id: 7 });
+    // Each frame answered with one error naming its reason, before the pong.
+    expect(late.messages.filter((m) => m.event === 'error').map((m) => m.code)).toEqual(garbage(TAG_A, 1).map(([reason]) => reason));
     expect(late.closed).toBeUndefined();
   });
 });

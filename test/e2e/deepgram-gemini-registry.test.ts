@@ -54,15 +54,15 @@ describe('provider choice', () => {
     expect(await info(proxy, 'sendBack=true')).toMatchObject({ provider: 'deepgram', providersAvailable: ['deepgram', 'gemini'] });
   });
 
-  it('refuses an unknown or unconfigured provider with 400 before the upgrade, naming the configured ones', async () => {
+  it('refuses an unknown or unconfigured provider with 400 before the upgrade, naming the known or the configured ones', async () => {
     proxy = await startProviderServer(KEYS);
     expect(await refusal(proxy, 'sendBack=true&provider=openai')).toEqual({
       status: 400,
-      body: 'provider "openai" is not configured; configured: deepgram, gemini',
+      body: 'provider "openai" is not configured: set OPENAI_API_KEY (configured: deepgram, gemini)',
     });
     expect(await refusal(proxy, 'sendBack=true&provider=whisper')).toEqual({
       status: 400,
-      body: 'provider "whisper" is not configured; configured: deepgram, gemini',
+      body: 'provider "whisper" is unknown; known providers: openai, deepgram, gemini',
     });
   });
 });

@@ -1,5 +1,5 @@
 /**
- * The HTTP surface of the Node server (PROTOCOL.md §1-2), ping/pong, session end, and the
+ * The HTTP surface of the Node server (docs/PROTOCOL.md §2-3), ping/pong, session end, and the
  * start-up configuration.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,8 +7,8 @@ import { loadConfig } from '../../src/config.ts';
 import { PROVIDERS } from '../../src/backends/registry.ts';
 import { startNodeServer } from '../../src/runtime/node/server.ts';
 import { createLogger } from '../../src/log.ts';
-import { readJvbCapture } from '../helpers/fixtures.ts';
-import { TestClient, replayJvb, TAG_A } from '../helpers/client.ts';
+import { readCapture } from '../helpers/fixtures.ts';
+import { TestClient, replayJvb, ID_A, TAG_A } from '../helpers/client.ts';
 import { metricValue, startProxy, type Proxy } from '../helpers/proxy.ts';
 import { until } from '../helpers/wait.ts';
 
@@ -64,10 +64,11 @@ describe('HTTP', () => {
   });
 
   it.each([
-    ['sessionId=x', 'No transcription output method specified'],
-    ['sessionId=x&sendBack=yes', 'No transcription output method specified'],
+    ['sessionId=x', 'no output: set sendBack=true (and sendBackInterim=true for interims) or useDispatcher=true'],
+    ['sessionId=x&sendBack=maybe', 'sendBack must be true or false (or 1, 0, yes, no, on, off), got "maybe"'],
     ['sendBack=true&transcribe=false', 'transcribe must be "true"'],
-    ['sendBack=true&provider=whisper', 'provider "whisper" is not configured; configured: openai'],
+    ['sendBack=true&provider=whisper', 'provider "whisper" is unknown; known providers: openai, deepgram, gemini'],
+    ['sendBack=true&provider=gemini', 'provider "gemini" is not configured: set GEMINI_API_KEY (configured: openai)'],
     ['sendBack=true&encoding=mp3', 'encoding must be opus or ogg-opus'],
     ['sendBack=true&lang=english!', 'lang must be'],
     ['sendBack=true&sessionId=' + 'x'.repeat(300), 'sessionId must be'],
@@ -83,7 +84,7 @@ describe('HTTP', () => {
     const bare = await startNodeServer({ env: { PORT: '0', HOST: '127.0.0.1' }, log: createLogger('error', () => {}) });
     try {
       const health = await fetch(`http://127.0.0.1:${bare.port}/health`);
-      expect(health.status).toBe(200);
+      expect(health.status).toBe(503);
       const { status, body } = await refusal(`ws://127.0.0.1:${bare.port}/transcribe?sendBack=true`);
       expect(status).toBe(503);
       expect(body).toContain('OPENAI_API_KEY');
@@ -105,7 +106,7 @@ describe('messages', () => {
   });
 
   it('accepts numbers as strings or numbers, and creates a stream for media of an unknown tag', async () => {
-    const capture = readJvbCapture().filter((r) => r.tag === TAG_A && r.event === 'media').slice(0, 151);
+    const capture = readCapture().filter((r) => r.tag === TAG_A && r.event === 'media').slice(0, 151);
     const client = await proxy.connect({ sessionId: 'numeric' });
     // No start event; integer chunk and timestamp, as test clients send them.
     await replayJvb(client, {
@@ -119,7 +120,7 @@ describe('messages', () => {
       },
     });
     await client.waitFor(() => client.finals(TAG_A).length > 0, 'a final');
-    expect(client.finals(TAG_A)[0]!.participant).toEqual({ id: 'aaaaaaaa', tag: TAG_A });
+    expect(client.finals(TAG_A)[0]!.participant).toEqual({ id: ID_A, tag: TAG_A });
     await client.close();
   });
 });
@@ -135,7 +136,7 @@ describe('session end', () => {
       const baseline = count(resources());
 
       const client = await local.connect({ sessionId: 'ending' });
-      await replayJvb(client, { pace: 'fast', records: readJvbCapture() });
+      await replayJvb(client, { pace: 'fast', records: readCapture() });
       await local.fake.waitFor(() => local.fake.connections.length === 2, 'two provider streams');
       expect(metricValue(await local.metrics(), 'transcriber_participants')).toBe(2);
       expect(metricValue(await local.metrics(), 'transcriber_opus_decoders')).toBe(2);
@@ -198,7 +199,7 @@ describe('configuration', () => {
     }));
     try {
       const client = await local.connect({ lang: 'en' });
-      await replayJvb(client, { pace: 'fast', records: readJvbCapture().slice(0, 20) });
+      await replayJvb(client, { pace: 'fast', records: readCapture().slice(0, 20) });
       await local.fake.waitFor(() => local.fake.connections[0]?.sessionUpdates.length === 1, 'session.update');
       expect(local.fake.connections[0]!.url).toBe('/v1/realtime?intent=transcription');
       expect(local.fake.connections[0]!.sessionUpdates[0]).toMatchObject({

@@ -53,6 +53,8 @@ export interface DeepgramFaults {
   errorAfterFrames?: { frames: number; description: string };
   /** Close with 1011 NET-0001 when nothing arrives for this long (Deepgram: ~10 s). */
   idleTimeoutMs?: number;
+  /** Quote the key the client presented when refusing it, as a careless service might. */
+  echoKey?: boolean;
 }
 
 export interface Handshake {
@@ -349,7 +351,9 @@ export class FakeDeepgram extends FakeServer {
     const headerKey = header?.startsWith('Token ') ? header.slice(6) : undefined;
     const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     const protocolKey = protocols[0] === 'token' ? protocols[1] : undefined;
-    if ((headerKey ?? protocolKey) !== this.apiKey) return refuse(401, 'Invalid credentials.', 'INVALID_AUTH');
+    if ((headerKey ?? protocolKey) !== this.apiKey) {
+      return refuse(401, this.faults.echoKey ? `Invalid credentials: ${headerKey ?? protocolKey}.` : 'Invalid credentials.', 'INVALID_AUTH');
+    }
     this.listener.wss.handleUpgrade(req, socket, head, (ws) => {
       const conn = new FakeDeepgramConnection(ws, req, this);
       if (headerKey !== undefined && protocolKey !== undefined) conn.violations.push('authenticated twice (header and subprotocol)');

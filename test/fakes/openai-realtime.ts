@@ -19,7 +19,8 @@
  * of the utterance, chosen by its loudness. A broken decoder, a wrong rate or lost audio
  * changes the words, so tests that compare transcripts catch it.
  *
- * Faults: a handshake refused with an HTTP status, a connection closed mid-utterance,
+ * Faults: a handshake refused with an HTTP status (always, or the next N), the key echoed
+ * back in refusals and errors, a connection closed mid-utterance,
  * error events, slow answers, completions out of order.
  */
 import type { IncomingMessage } from 'node:http';
@@ -63,6 +64,10 @@ export interface FakeOpenAIOptions {
 export interface Faults {
   /** Refuse the next handshakes with this HTTP status. */
   refuseHandshake?: number;
+  /** Refuse this many of the next handshakes with this status (counted down). */
+  refuseNext?: { count: number; status: number };
+  /** Quote the key the client presented in refusals and in the invalid_api_key error, as a careless service might. */
+  echoKey?: boolean;
   /** Close (1011 server_error) a connection after this many appends inside an utterance. */
   closeMidUtteranceAfterAppends?: number;
   /** Send this error event after each `session.update`. */
@@ -71,6 +76,10 @@ export interface Faults {
   answerDelayMs?: number;
   /** Hold each completion until the next item has completed (out of order), except the last. */
   completeOutOfOrder?: boolean;
+  /** Never answer `session.update` (a service that took the socket, then hangs). */
+  holdSessionUpdate?: boolean;
+  /** The n-th committed item of each connection (1-based) never gets a transcription event. */
+  leaveUncompleted?: number;
 }
 
 interface Item {
@@ -105,6 +114,7 @@ export class FakeRealtimeConnection {
   private itemSeq = 0;
   private heldCompletion: Record<string, unknown> | undefined;
   private appendsInUtterance = 0;
+  private committedItems = 0;
 
   constructor(
     private readonly ws: WebSocket,
@@ -209,6 +219,7 @@ export class FakeRealtimeConnection {
       return;
     }
     this.sessionUpdates.push(session as Record<string, unknown>);
+    if (this.fake.faults.holdSessionUpdate) return;
     this.send({ type: 'session.updated', session: { object: 'realtime.transcription_session', ...(session as object) } });
     const fault = this.fake.faults.errorAfterSessionUpdate;
     if (fault) this.error(fault.type, fault.code, fault.message);
@@ -301,6 +312,7 @@ export class FakeRealtimeConnection {
       previous_item_id: previous,
       item: { id: item.id, type: 'message', role: 'user', status: 'completed', content: [{ type: 'input_audio', transcript: null }] },
     });
+    if (++this.committedItems === this.fake.faults.leaveUncompleted) return;
     const text = recognize(this.pcm().subarray(item.startSample, item.endSample));
     const answer = () => this.transcribe(item.id, text);
     const delay = this.fake.faults.answerDelayMs;
@@ -352,6 +364,9 @@ export class FakeRealtimeConnection {
 
 export class FakeOpenAI extends FakeServer {
   readonly connections: FakeRealtimeConnection[] = [];
+  /** Upgrade requests, refused or not, and how many of them were refused. */
+  handshakes = 0;
+  refused = 0;
   faults: Faults = {};
   eventSeq = 0;
   readonly id = Math.random().toString(36).slice(2, 8);
@@ -384,13 +399,23 @@ export class FakeOpenAI extends FakeServer {
     const url = new URL(req.url ?? '/', 'http://fake');
     const refuse = (status: number, body: string) => {
       socket.end(`HTTP/1.1 ${status} Refused\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      this.refused++;
+      this.notify();
     };
-    if (this.faults.refuseHandshake) return refuse(this.faults.refuseHandshake, '{"error":{"message":"refused by fault injection"}}');
-    if (url.pathname !== '/v1/realtime') return refuse(404, '{"error":{"message":"Not found"}}');
     const header = req.headers.authorization;
     const protocols = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     const protocolKey = protocols.find((p) => p.startsWith('openai-insecure-api-key.'))?.slice('openai-insecure-api-key.'.length);
     const headerKey = header?.startsWith('Bearer ') ? header.slice(7) : undefined;
+    const presented = this.faults.echoKey ? ` (key ${headerKey ?? protocolKey})` : '';
+    const injected = (status: number) => refuse(status, JSON.stringify({ error: { message: `refused by fault injection${presented}` } }));
+    this.handshakes++;
+    if (this.faults.refuseHandshake) return injected(this.faults.refuseHandshake);
+    const next = this.faults.refuseNext;
+    if (next && next.count > 0) {
+      next.count--;
+      return injected(next.status);
+    }
+    if (url.pathname !== '/v1/realtime') return refuse(404, '{"error":{"message":"Not found"}}');
     if (headerKey === undefined && protocolKey === undefined) {
       return refuse(401, '{"error":{"message":"Missing bearer or basic authentication in header","type":"invalid_request_error","code":null}}');
     }
@@ -411,7 +436,8 @@ export class FakeOpenAI extends FakeServer {
         this.notify();
       });
       if (!conn.authorized) {
-        conn.error('invalid_request_error', 'invalid_api_key', 'Incorrect API key provided: sk-***. You can find your API key at https://platform.openai.com/account/api-keys.');
+        const shown = this.faults.echoKey ? key : 'sk-***';
+        conn.error('invalid_request_error', 'invalid_api_key', `Incorrect API key provided: ${shown}. You can find your API key at https://platform.openai.com/account/api-keys.`);
         conn.close(3000, 'invalid_request_error.invalid_api_key');
       } else {
         conn.send({ type: 'session.created', session: { object: 'realtime.transcription_session', type: 'transcription' } });

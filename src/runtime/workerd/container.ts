@@ -70,8 +70,10 @@ export class TranscriberContainer extends Container<Record<string, unknown>> {
         ? await this.containerFetch('http://container/health')
         : await this.ctx.container!.getTcpPort(CONTAINER_PORT).fetch('http://container/health', { signal: AbortSignal.timeout(5_000) });
       const body = await response.text();
-      report.answers = response.ok;
-      if (response.ok) report.health = parseHealth(body);
+      const health = parseHealth(body);
+      // A 503 with the server's health is an answer (its providers are failing), not silence.
+      report.answers = response.ok || (response.status === 503 && health.status === 'degraded');
+      if (report.answers) report.health = health;
       else report.error = `HTTP ${response.status}: ${body.slice(0, 200)}`;
     } catch (error) {
       report.error = error instanceof Error ? error.message : String(error);

@@ -1,6 +1,6 @@
 import type { TranscriptionResult } from '../../protocol/outbound.ts';
 
-/** What the dispatcher receives for each final transcript (PROTOCOL §6). */
+/** What the dispatcher receives for each final transcript (docs/PROTOCOL.md §7.1). */
 export interface DispatcherMessage {
   sessionId: string;
   endpointId: string;

@@ -6,7 +6,7 @@ import { sleep, type Timers } from '../../util/timers.ts';
 import type { TranscriptSink } from '../sink.ts';
 import type { DispatcherConfig } from './config.ts';
 import type { Outgoing } from './queue.ts';
-import { safeUrl, secretRedactor } from './redact.ts';
+import { safeUrl, secretRedactor } from '../../util/redact.ts';
 import { DispatcherSink } from './sink.ts';
 import type { DispatchTransport, HandBack } from './transport.ts';
 

@@ -1,7 +1,8 @@
 /**
- * A function that masks the given secrets (e.g. dispatcher header values) wherever they
- * appear in a text, for anything that goes into a log line or an error message. A value
- * like "Bearer abc" is masked whole and by its parts, as a library error may quote either.
+ * A function that masks the given secrets (provider API keys, dispatcher header values)
+ * wherever they appear in a text, for anything that goes into a log line, an error message
+ * or a message to the client. A value like "Bearer abc" is masked whole and by its parts,
+ * as a library error may quote either.
  */
 export function secretRedactor(secrets: Iterable<string>): (text: string) => string {
   const parts = new Set<string>();
