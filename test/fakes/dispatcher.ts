@@ -2,8 +2,9 @@
  * A fake transcript dispatcher: a WebSocket server on 127.0.0.1 that records every message
  * with the connection it came on, and each connection's handshake URL and headers.
  *
- * Faults: refuse upgrades with HTTP 503 (for a window of time, or until told otherwise),
- * and drop live connections (TCP torn down, as when the dispatcher's host dies).
+ * Faults: refuse upgrades with HTTP 503 (for a window of time, or until told otherwise; the
+ * body may be chosen), leave upgrades unanswered, drop live connections (TCP torn down, as
+ * when the dispatcher's host dies), and close them with a given code and reason.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -34,6 +35,12 @@ export class FakeDispatcher extends FakeServer {
   readonly received: { connection: number; message: DispatchedMessage }[] = [];
   /** Upgrades answered with 503. */
   refusals = 0;
+  /** The body of those 503s (a service may echo what it was sent, credentials included). */
+  refusalBody: (req: IncomingMessage) => string = () => 'dispatcher unavailable';
+  /** While true, upgrades are never answered (a host that accepts TCP and hangs); counted in `held`. */
+  holdUpgrades = false;
+  held = 0;
+  private readonly heldSockets = new Set<Duplex>();
   private refusing = false;
   private refusingUntil = 0;
   private readonly sockets = new Map<number, WebSocket>();
@@ -85,6 +92,20 @@ export class FakeDispatcher extends FakeServer {
     this.notify();
   }
 
+  /** Closes every live connection with a close handshake carrying `code` and `reason`. */
+  closeConnections(code: number, reason: string): void {
+    for (const [id, ws] of this.sockets) {
+      this.connections[id - 1]!.closedWith ??= { code, by: 'server' };
+      ws.close(code, reason);
+    }
+    this.notify();
+  }
+
+  override async close(): Promise<void> {
+    for (const socket of this.heldSockets) socket.destroy();
+    await super.close();
+  }
+
   /** The dispatcher goes down for `ms`: live connections dropped, new ones refused. */
   outage(ms: number): void {
     this.refuseFor(ms);
@@ -96,10 +117,17 @@ export class FakeDispatcher extends FakeServer {
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.holdUpgrades) {
+      this.held++;
+      this.heldSockets.add(socket);
+      socket.on('close', () => this.heldSockets.delete(socket));
+      this.notify();
+      return;
+    }
     if (this.down) {
       this.refusals++;
-      const body = 'dispatcher unavailable';
-      socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+      const body = this.refusalBody(req);
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
       this.notify();
       return;
     }

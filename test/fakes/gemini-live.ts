@@ -23,7 +23,8 @@
  *   `turnComplete`, no interims.
  *
  * Turns are found by an energy VAD on the audio and transcribed by the OpenAI fake's
- * recogniser. Faults: refused handshakes, a close after N audio messages, `goAway`.
+ * recogniser. Faults: refused handshakes, a close after N audio messages, `goAway`, a setup
+ * refused with a chosen close reason, an `error` message after the setup.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -45,6 +46,10 @@ export interface GeminiFaults {
   refuseHandshake?: number;
   /** Close each new connection with this code after this many audio messages. */
   closeAfterAudio?: { messages: number; code: number; reason: string };
+  /** Refuse every setup by closing with this code and reason (a reason may quote what the client sent). */
+  refuseSetup?: { code: number; reason: string };
+  /** After each setupComplete, send an `error` message with this text. */
+  errorAfterSetup?: string;
 }
 
 export interface Turn {
@@ -166,6 +171,8 @@ export class FakeGeminiConnection {
     this.received.push('setup');
     if (this.setup) this.violations.push('a second setup');
     this.setup = setup;
+    const refusal = this.fake.faults.refuseSetup;
+    if (refusal) return this.close(refusal.code, refusal.reason);
     if (this.url.searchParams.get('key') !== this.fake.apiKey) {
       return this.close(1007, 'API key not valid. Please pass a valid API key.');
     }
@@ -178,6 +185,8 @@ export class FakeGeminiConnection {
     }
     this.setupCompleted = true;
     this.send({ setupComplete: {} });
+    const error = this.fake.faults.errorAfterSetup;
+    if (error !== undefined) this.send({ error: { code: 400, message: error, status: 'INVALID_ARGUMENT' } });
   }
 
   private onAudio(audio: Json): void {
