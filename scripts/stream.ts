@@ -4,8 +4,9 @@
  *
  *   npm run stream -- FILE [URL]
  *
- * FILE is an Ogg Opus file (sent as 200-byte slices every 20 ms, as health checks do) or a
- * JVB capture in the shared fixtures' JSON-lines format (frames replayed at their pace).
+ * FILE is an Ogg Opus file (sent as 200-byte slices every 20 ms, as health checks do; e.g.
+ * samples/speech.ogg) or a Videobridge capture in JSON lines (frames replayed at their pace;
+ * e.g. test/fixtures/two-speakers.jsonl).
  * URL defaults to ws://localhost:8080/transcribe?sessionId=cli&sendBack=true&sendBackInterim=true.
  */
 import { readFileSync } from 'node:fs';
