@@ -1,6 +1,6 @@
 import * as v from 'valibot';
 import type { LogLevel } from './log.ts';
-import type { ProviderDeps, Provider, ProviderModule } from './backends/provider.ts';
+import type { ProviderDeps, Provider, ProviderModule } from './providers/provider.ts';
 import { envBool, envInt, envNumber, envString, parseEnvWith } from './util/env-schema.ts';
 import { loadDispatcherConfig, type DispatcherConfig } from './sinks/dispatcher/config.ts';
 

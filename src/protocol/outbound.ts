@@ -1,4 +1,4 @@
-import type { ProviderErrorKind } from '../backends/provider.ts';
+import type { ProviderErrorKind } from '../providers/provider.ts';
 import type { InboundEvent } from './inbound.ts';
 
 export type Runtime = 'node' | 'deno' | 'workerd';

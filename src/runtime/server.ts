@@ -1,5 +1,5 @@
 import type { AppDeps } from '../app.ts';
-import { PROVIDERS } from '../backends/registry.ts';
+import { PROVIDERS } from '../providers/registry.ts';
 import { OpusCodec } from '../codec/opus.ts';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
 import type { Logger } from '../log.ts';

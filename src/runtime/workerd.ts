@@ -14,7 +14,7 @@
  */
 import { waitUntil } from 'cloudflare:workers';
 import { Hono } from 'hono';
-import { PROVIDERS } from '../backends/registry.ts';
+import { PROVIDERS } from '../providers/registry.ts';
 import { loadConfig, type Config } from '../config.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { createMetrics, type Metrics } from '../metrics.ts';

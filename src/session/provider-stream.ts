@@ -6,7 +6,7 @@ import {
   type Provider,
   type ProviderConnection,
   type Transcript,
-} from '../backends/provider.ts';
+} from '../providers/provider.ts';
 import { backoffMs, type Timers } from '../util/timers.ts';
 import { Timeline } from './timeline.ts';
 

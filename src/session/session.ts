@@ -1,7 +1,7 @@
 import * as v from 'valibot';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { Provider, ProviderError } from '../backends/provider.ts';
+import type { Provider, ProviderError } from '../providers/provider.ts';
 import type { OpusCodec } from '../codec/opus.ts';
 import {
   InboundEvent,

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
-import { PROVIDERS } from '../../src/backends/registry.ts';
+import { PROVIDERS } from '../../src/providers/registry.ts';
 import { startNodeServer } from '../../src/runtime/node/server.ts';
 import { createLogger } from '../../src/log.ts';
 import { readCapture } from '../helpers/fixtures.ts';

@@ -10,8 +10,8 @@
  * - An OpenAI item that never completes holds later finals for 5 s at most, not forever.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { openai } from '../../src/backends/openai.ts';
-import type { ConnectionListener, Transcript } from '../../src/backends/provider.ts';
+import { openai } from '../../src/providers/openai.ts';
+import type { ConnectionListener, Transcript } from '../../src/providers/provider.ts';
 import { createLogger } from '../../src/log.ts';
 import { nodeBase64 } from '../../src/runtime/node/base64.ts';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';

@@ -3,7 +3,7 @@
  * headers (and credentials in its URL), and the Gemini key (which travels in the URL).
  *
  * - The redaction helpers, directly.
- * - The Gemini backend's own masking (src/backends/gemini.ts), built without the registry's
+ * - The Gemini provider's own masking (src/providers/gemini.ts), built without the registry's
  *   redacting wrapper, against the fake Live API echoing the key back.
  * - End to end through the real Node server: fakes that echo the secret back (the dispatcher
  *   answering 503 with the header value in its body and closing with it as the close reason;
@@ -15,11 +15,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { deepgram } from '../../src/backends/deepgram.ts';
-import { createGemini, type GeminiConfig } from '../../src/backends/gemini.ts';
-import { openai } from '../../src/backends/openai.ts';
-import { ProviderError, type ConnectionListener, type ProviderConnection } from '../../src/backends/provider.ts';
-import { maskSecret } from '../../src/backends/wire.ts';
+import { deepgram } from '../../src/providers/deepgram.ts';
+import { createGemini, type GeminiConfig } from '../../src/providers/gemini.ts';
+import { openai } from '../../src/providers/openai.ts';
+import { ProviderError, type ConnectionListener, type ProviderConnection } from '../../src/providers/provider.ts';
+import { maskSecret } from '../../src/providers/wire.ts';
 import { createLogger } from '../../src/log.ts';
 import { ConnectError, redactUrl, type SocketConnector } from '../../src/net.ts';
 import { nodeBase64 } from '../../src/runtime/node/base64.ts';
@@ -87,7 +87,7 @@ describe('redaction helpers', () => {
   });
 });
 
-describe('Gemini backend masks its key in what it raises', () => {
+describe('Gemini provider masks its key in what it raises', () => {
   let fake: FakeGeminiLive | undefined;
   afterEach(async () => {
     await fake?.close();

@@ -3,7 +3,7 @@
  * naming the parameter and what it accepts, and booleans read exactly as the environment's.
  */
 import { describe, expect, it } from 'vitest';
-import { PROVIDERS } from '../../src/backends/registry.ts';
+import { PROVIDERS } from '../../src/providers/registry.ts';
 import { loadConfig } from '../../src/config.ts';
 import { transcribeParamsParser, type ParamsResult } from '../../src/protocol/query.ts';
 

@@ -3,12 +3,12 @@
  * connect timeout, the reconnect backoff (bounds from both sides), rotation before the
  * provider's connection cap, and the bounded queue while no connection is up.
  *
- * The provider is the real OpenAI backend (built as the registry builds it), reaching the
+ * The provider is the real OpenAI client (built as the registry builds it), reaching the
  * fake OpenAI Realtime server over real WebSockets on 127.0.0.1; only time is simulated.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { openai } from '../../src/backends/openai.ts';
-import type { Provider, ProviderError } from '../../src/backends/provider.ts';
+import { openai } from '../../src/providers/openai.ts';
+import type { Provider, ProviderError } from '../../src/providers/provider.ts';
 import { createLogger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { nodeBase64 } from '../../src/runtime/node/base64.ts';

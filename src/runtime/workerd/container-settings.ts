@@ -4,7 +4,7 @@
  * what the Node server inside must see is forwarded here, by name, and nothing else.
  */
 import * as v from 'valibot';
-import { PROVIDERS } from '../../backends/registry.ts';
+import { PROVIDERS } from '../../providers/registry.ts';
 import { parseEnvWith } from '../../util/env-schema.ts';
 
 /** The port the image's server listens on, and the one the Container class reaches. */

@@ -3,8 +3,8 @@
  * takes the key as the subprotocol pair `token`, `<key>`: one form, never both.
  */
 import { afterEach, expect, it } from 'vitest';
-import { createDeepgram, type DeepgramConfig } from '../../src/backends/deepgram.ts';
-import type { ConnectionListener, Transcript } from '../../src/backends/provider.ts';
+import { createDeepgram, type DeepgramConfig } from '../../src/providers/deepgram.ts';
+import type { ConnectionListener, Transcript } from '../../src/providers/provider.ts';
 import { createLogger } from '../../src/log.ts';
 import type { SocketConnector } from '../../src/net.ts';
 import { nodeBase64 } from '../../src/runtime/node/base64.ts';
