@@ -15,7 +15,8 @@
  * rounds of 3 WASM passes then 3 native passes (interleaved, so machine noise hits both),
  * after a warm-up; the table shows the best and the median pass.
  */
-import { OpusCodec, type OpusDecoder, type OpusSampleRate } from '../src/codec/opus.ts';
+import { OpusCodec, type OpusDecoder } from '../src/codec/opus.ts';
+import type { PcmRate } from '../src/codec/pcm.ts';
 import { loadOpusModule } from '../src/runtime/node/wasm.ts';
 import { benchFixtures, packetsByTag, readCapture, readOggOpus } from '../test/helpers/fixtures.ts';
 import { nativeTiming, type DecodeOp, type SampleFormat } from '../test/helpers/opus-ref.ts';
@@ -66,7 +67,7 @@ interface Row {
   nativeMedian?: number;
 }
 
-function measure(rate: OpusSampleRate, variant: Variant, withNative: boolean): Row {
+function measure(rate: PcmRate, variant: Variant, withNative: boolean): Row {
   const decoder = codec.createDecoder(rate);
   const wasm: number[] = [];
   const native: number[] = [];

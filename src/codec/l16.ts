@@ -11,8 +11,7 @@
  * - Equal rates: a plain little-endian decode (host-endianness independent).
  */
 
-/** Same set as the protocol's `sampleRate` for l16. */
-export type PcmRate = 8000 | 12000 | 16000 | 24000 | 48000;
+import type { PcmRate } from './pcm.ts';
 
 /** Zero crossings of the sinc kept on each side of the centre (at the lower of the two rates). */
 const ZERO_CROSSINGS = 20;

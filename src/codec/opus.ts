@@ -18,9 +18,7 @@
  * JavaScript object does not free it.
  */
 
-export type OpusSampleRate = 8000 | 12000 | 16000 | 24000 | 48000;
-
-export const OPUS_SAMPLE_RATES: readonly OpusSampleRate[] = [8000, 12000, 16000, 24000, 48000];
+import type { PcmRate } from './pcm.ts';
 
 /** libopus's error codes (opus_defines.h). */
 export const OpusErrorCode = {
@@ -56,7 +54,7 @@ export class OpusError extends Error {
 
 /** One mono decoder. All methods throw `OpusError` once the decoder is closed. */
 export interface OpusDecoder {
-  readonly sampleRate: OpusSampleRate;
+  readonly sampleRate: PcmRate;
   /** Largest output of one call: 120 ms at `sampleRate` (5,760 samples at 48 kHz). */
   readonly maxSamples: number;
   /**
@@ -255,7 +253,7 @@ export class OpusCodec {
   }
 
   /** A new mono decoder at `sampleRate`. Call `close()` when done with it. */
-  createDecoder(sampleRate: OpusSampleRate): OpusDecoder {
+  createDecoder(sampleRate: PcmRate): OpusDecoder {
     const core = this.#core;
     const pointer = core.call(() => core.exports.opus_shim_decoder_create(sampleRate));
     if (pointer < 0) throw new OpusError(pointer, `creating a decoder at ${sampleRate} Hz`);
@@ -288,12 +286,12 @@ export class OpusCodec {
 }
 
 class Decoder implements OpusDecoder {
-  readonly sampleRate: OpusSampleRate;
+  readonly sampleRate: PcmRate;
   readonly maxSamples: number;
   readonly #core: Core;
   #pointer: number;
 
-  constructor(core: Core, pointer: number, sampleRate: OpusSampleRate) {
+  constructor(core: Core, pointer: number, sampleRate: PcmRate) {
     this.#core = core;
     this.#pointer = pointer;
     this.sampleRate = sampleRate;

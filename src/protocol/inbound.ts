@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { PCM_RATES } from '../codec/pcm.ts';
 
 /** Videobridge sends sequence numbers as JSON strings, test clients as numbers. */
 const Numeric = v.union([
@@ -11,9 +12,6 @@ export const InputEncoding = v.pipe(
   v.transform((e) => (e === 'ogg' ? 'ogg-opus' : e)),
 );
 export type InputEncoding = 'opus' | 'ogg-opus' | 'l16';
-
-export const PCM_RATES = [8000, 12000, 16000, 24000, 48000] as const;
-export type PcmRate = (typeof PCM_RATES)[number];
 
 const Tag = v.pipe(v.string(), v.minLength(1), v.maxLength(256));
 

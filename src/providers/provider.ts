@@ -1,5 +1,6 @@
 import type * as v from 'valibot';
-import type { InputEncoding, PcmRate } from '../protocol/inbound.ts';
+import type { PcmRate } from '../codec/pcm.ts';
+import type { InputEncoding } from '../protocol/inbound.ts';
 import type { Logger } from '../log.ts';
 import { ConnectError, type SocketConnector } from '../net.ts';
 import type { Base64Codec } from '../util/base64.ts';

@@ -1,7 +1,8 @@
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { AudioFormat, Provider, ProviderError } from '../providers/provider.ts';
-import type { InputEncoding, PcmRate } from '../protocol/inbound.ts';
+import type { PcmRate } from '../codec/pcm.ts';
+import type { InputEncoding } from '../protocol/inbound.ts';
 import type { DecodeErrorCode } from '../protocol/outbound.ts';
 import { OpusError, type OpusCodec, type OpusDecoder } from '../codec/opus.ts';
 import { OggOpusDemuxer, isOggStart } from '../codec/ogg.ts';

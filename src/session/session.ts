@@ -9,8 +9,8 @@ import {
   MediaEvent,
   describeIssues,
   isKnownEvent,
-  type PcmRate,
 } from '../protocol/inbound.ts';
+import type { PcmRate } from '../codec/pcm.ts';
 import {
   errorMessage,
   pong,

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { L16Converter, type PcmRate } from '../../src/codec/l16.ts';
+import { L16Converter } from '../../src/codec/l16.ts';
+import type { PcmRate } from '../../src/codec/pcm.ts';
 
 function mulberry32(seed: number): () => number {
   return () => {

@@ -8,7 +8,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OpusCodec, OpusError, OpusErrorCode, type OpusDecoder, type OpusSampleRate } from '../../src/codec/opus.ts';
+import { OpusCodec, OpusError, OpusErrorCode, type OpusDecoder } from '../../src/codec/opus.ts';
+import type { PcmRate } from '../../src/codec/pcm.ts';
 import { loadOpusModule } from '../../src/runtime/node/wasm.ts';
 import { SPEECH_OGG_PATH, manifest, packetsByTag, readCapture, readOggOpus, sharedFixture, sharedFixtures, skipNote } from '../helpers/fixtures.ts';
 import { maxAbsDiff, nativeDecode, nativeEncodeWithFec, nativeReference, snrDb, wasmDecode, type DecodeOp } from '../helpers/opus-ref.ts';
@@ -43,7 +44,7 @@ afterAll(() => {
 const decodeOps = (packets: readonly Uint8Array[]): DecodeOp[] => packets.map((packet) => ({ op: 'decode', packet }));
 
 /** Float output of a fresh decoder of `codec` over `packets`, concatenated. */
-function decodeAll(c: OpusCodec, packets: readonly Uint8Array[], rate: OpusSampleRate = 48000): Float32Array {
+function decodeAll(c: OpusCodec, packets: readonly Uint8Array[], rate: PcmRate = 48000): Float32Array {
   return wasmDecode(c, decodeOps(packets), rate, 'float').pcm;
 }
 
@@ -337,8 +338,8 @@ describe('decoders and memory', () => {
   });
 
   it('rejects unsupported sample rates with OpusError(BAD_ARG)', () => {
-    expect(() => codec.createDecoder(44100 as OpusSampleRate)).toThrow(OpusError);
-    expect(() => codec.createDecoder(44100 as OpusSampleRate)).toThrow(/creating a decoder at 44100 Hz: invalid argument \(libopus error -1\)/);
+    expect(() => codec.createDecoder(44100 as PcmRate)).toThrow(OpusError);
+    expect(() => codec.createDecoder(44100 as PcmRate)).toThrow(/creating a decoder at 44100 Hz: invalid argument \(libopus error -1\)/);
     expect(codec.liveDecoders).toBe(0);
   });
 

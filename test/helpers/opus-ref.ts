@@ -7,7 +7,8 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { OpusError, type OpusCodec, type OpusSampleRate } from '../../src/codec/opus.ts';
+import { OpusError, type OpusCodec } from '../../src/codec/opus.ts';
+import type { PcmRate } from '../../src/codec/pcm.ts';
 
 const SOURCE = fileURLToPath(new URL('../native/opus_ref.c', import.meta.url));
 const CACHE_DIR = fileURLToPath(new URL('../../node_modules/.cache/opus-ref/', import.meta.url));
@@ -88,7 +89,7 @@ export function encodeOps(ops: readonly DecodeOp[]): Uint8Array {
 }
 
 /** Replays `ops` on one native libopus decoder (mono, at `sampleRate`). */
-export function nativeDecode<F extends SampleFormat>(ops: readonly DecodeOp[], sampleRate: OpusSampleRate, format: F): DecodeRun<F> {
+export function nativeDecode<F extends SampleFormat>(ops: readonly DecodeOp[], sampleRate: PcmRate, format: F): DecodeRun<F> {
   const args = ['--rate', String(sampleRate), ...(format === 'int16' ? ['--int16'] : [])];
   const run = spawnSync(opusRefBinary(), args, { input: encodeOps(ops), maxBuffer: 1 << 30 });
   if (run.error !== undefined || run.status !== 0) {
@@ -118,7 +119,7 @@ export function nativeDecode<F extends SampleFormat>(ops: readonly DecodeOp[], s
 export function wasmDecode<F extends SampleFormat>(
   codec: OpusCodec,
   ops: readonly DecodeOp[],
-  sampleRate: OpusSampleRate,
+  sampleRate: PcmRate,
   format: F,
 ): DecodeRun<F> {
   const decoder = codec.createDecoder(sampleRate);
@@ -180,7 +181,7 @@ export function nativeEncodeWithFec(pcm: Int16Array): Uint8Array[] {
 }
 
 /** Times `passes` replays of `ops` in the native reference (CPU time, measured in C). */
-export function nativeTiming(ops: readonly DecodeOp[], sampleRate: OpusSampleRate, format: SampleFormat, passes: number): NativeTiming {
+export function nativeTiming(ops: readonly DecodeOp[], sampleRate: PcmRate, format: SampleFormat, passes: number): NativeTiming {
   const args = ['--rate', String(sampleRate), '--time', String(passes), ...(format === 'int16' ? ['--int16'] : [])];
   const run = spawnSync(opusRefBinary(), args, { input: encodeOps(ops), encoding: 'buffer' });
   if (run.error !== undefined || run.status !== 0) {

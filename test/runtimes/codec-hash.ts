@@ -4,7 +4,8 @@
  * Buffer), decodes every packet with our WASM libopus at each rate, and hashes the float PCM.
  * Only web-standard APIs: JSON, TextDecoder, crypto.subtle.
  */
-import { OpusCodec, type OpusSampleRate } from '../../src/codec/opus.ts';
+import { OpusCodec } from '../../src/codec/opus.ts';
+import type { PcmRate } from '../../src/codec/pcm.ts';
 import { OggOpusDemuxer } from '../../src/codec/ogg.ts';
 import { portableBase64 } from '../../src/util/base64.ts';
 
@@ -19,7 +20,7 @@ export interface CodecFixtures {
 export interface StreamHash {
   /** A JVB tag, or `ogg`. */
   stream: string;
-  rate: OpusSampleRate;
+  rate: PcmRate;
   packets: number;
   samples: number;
   /** SHA-256 (hex) of the concatenated float32 samples, in the platform's byte order. */
@@ -31,7 +32,7 @@ export interface CodecHashReport {
   hashes: StreamHash[];
 }
 
-export const PARITY_RATES: readonly OpusSampleRate[] = [48000, 24000];
+export const PARITY_RATES: readonly PcmRate[] = [48000, 24000];
 
 /** The health-check client's slice size: Ogg pages arrive split across messages. */
 const OGG_SLICE_BYTES = 200;
@@ -73,7 +74,7 @@ async function sha256Hex(data: Float32Array<ArrayBuffer>): Promise<string> {
 }
 
 /** Decodes `packets` with a fresh decoder and hashes the float output. */
-async function hashStream(codec: OpusCodec, stream: string, packets: readonly Uint8Array[], rate: OpusSampleRate): Promise<StreamHash> {
+async function hashStream(codec: OpusCodec, stream: string, packets: readonly Uint8Array[], rate: PcmRate): Promise<StreamHash> {
   const decoder = codec.createDecoder(rate);
   const chunks: Float32Array[] = [];
   let samples = 0;
