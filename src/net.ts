@@ -53,12 +53,12 @@ export class ConnectError extends Error {
   }
 }
 
-/** Maps http(s) base URLs to ws(s), as operators often paste the REST URL. */
-export function toWebSocketUrl(base: string): string {
-  return base.replace(/^http(s?):\/\//i, 'ws$1://').replace(/\/+$/, '');
+/** Maps an http(s) URL to ws(s), as operators often paste a service's REST URL. */
+export function toWebSocketScheme(url: string): string {
+  return url.replace(/^http(s?):\/\//i, 'ws$1://');
 }
 
-/** A URL with any credentials in its query replaced, for logs. */
-export function redactUrl(url: string): string {
-  return url.replace(/([?&](?:key|api_key|token|access_token)=)[^&]*/gi, '$1***');
+/** A provider's base URL as ws(s), without a trailing slash, for a path to be appended. */
+export function toWebSocketUrl(base: string): string {
+  return toWebSocketScheme(base).replace(/\/+$/, '');
 }

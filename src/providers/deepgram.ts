@@ -1,6 +1,7 @@
 import * as v from 'valibot';
 import { ConnectError, toWebSocketUrl, type OutboundSocket } from '../net.ts';
 import { envBool, envInt, envString, envUrl } from '../util/env-schema.ts';
+import { maskSecret } from '../util/redact.ts';
 import {
   ProviderError,
   defineProvider,
@@ -13,7 +14,7 @@ import {
   type ProviderDeps,
   type Transcript,
 } from './provider.ts';
-import { arr, asObject, bool, clipDetail, maskSecret, num, obj, parseObject, str, type JsonObject } from './wire.ts';
+import { arr, asObject, bool, clipDetail, num, obj, parseObject, str, type JsonObject } from './wire.ts';
 
 /**
  * Deepgram live streaming (`/v1/listen` over WebSocket). Opus passes through undecoded by

@@ -1,6 +1,7 @@
 import * as v from 'valibot';
-import { redactUrl, toWebSocketUrl, type OutboundSocket } from '../net.ts';
+import { toWebSocketUrl, type OutboundSocket } from '../net.ts';
 import { envString, envUrl } from '../util/env-schema.ts';
+import { maskSecret, redactUrl } from '../util/redact.ts';
 import {
   ProviderError,
   defineProvider,
@@ -11,7 +12,7 @@ import {
   type ProviderConnection,
   type ProviderDeps,
 } from './provider.ts';
-import { bool, clipDetail, maskSecret, obj, parseObject, str, type JsonObject } from './wire.ts';
+import { bool, clipDetail, obj, parseObject, str, type JsonObject } from './wire.ts';
 
 /**
  * Gemini Live API (`BidiGenerateContent` over WebSocket) used as a transcriber: a `setup`

@@ -1,6 +1,7 @@
 import * as v from 'valibot';
 import { ConnectError, toWebSocketUrl, type OutboundSocket } from '../net.ts';
 import { envJson, envOptionalString, envString, envUrl } from '../util/env-schema.ts';
+import { maskSecret } from '../util/redact.ts';
 import {
   ProviderError,
   defineProvider,
@@ -12,7 +13,7 @@ import {
   type ProviderDeps,
   type ProviderErrorKind,
 } from './provider.ts';
-import { asObject, clipDetail, maskSecret, parseObject, str } from './wire.ts';
+import { asObject, clipDetail, parseObject, str } from './wire.ts';
 
 /**
  * OpenAI Realtime in transcription mode (GA interface): `session.update` with

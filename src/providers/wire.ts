@@ -1,5 +1,3 @@
-import { secretRedactor } from '../util/redact.ts';
-
 /**
  * Reading providers' JSON events without trusting their shape: each getter returns
  * undefined for a missing or mistyped field, so a provider adding or changing a field
@@ -31,11 +29,6 @@ export const obj = (o: JsonObject | undefined, key: string): JsonObject | undefi
 
 export const arr = (o: JsonObject | undefined, key: string): readonly unknown[] =>
   Array.isArray(o?.[key]) ? (o[key] as unknown[]) : [];
-
-/** `text` with every occurrence of `secret` masked, for error messages built from what a server echoed. */
-export function maskSecret(text: string, secret: string): string {
-  return secretRedactor([secret])(text);
-}
 
 /** The start of a server's explanation, on one line, for an error message. */
 export function clipDetail(text: string, max = 200): string {

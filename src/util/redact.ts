@@ -18,6 +18,16 @@ export function secretRedactor(secrets: Iterable<string>): (text: string) => str
   };
 }
 
+/** `text` with every occurrence of `secret` masked, for error messages built from what a server echoed. */
+export function maskSecret(text: string, secret: string): string {
+  return secretRedactor([secret])(text);
+}
+
+/** `text` (a URL, or a message quoting one) with credentials in its query masked. */
+export function redactUrl(text: string): string {
+  return text.replace(/([?&](?:key|api_key|token|access_token)=)[^&]*/gi, '$1***');
+}
+
 /** A URL for logs: no user info, and credential-like query values masked. */
 export function safeUrl(url: string): string {
   try {
