@@ -43,3 +43,11 @@ export function createLogger(level: LogLevel, write: LogWriter = consoleWriter, 
     enabled: (lvl) => RANK[lvl] >= min,
   };
 }
+
+/**
+ * Whether the `occurrence`th repeat of the same trouble gets a log line: the first five, then
+ * every power of ten, so an outage or a client sending garbage shows without flooding the log.
+ */
+export function worthLogging(occurrence: number): boolean {
+  return occurrence <= 5 || Number.isInteger(Math.log10(occurrence));
+}

@@ -1,10 +1,19 @@
-import type { AppDeps } from '../app.ts';
-import { PROVIDERS } from '../providers/registry.ts';
+import type { Hono } from 'hono';
+import type { UpgradeWebSocket } from 'hono/ws';
+import { createApp } from '../app.ts';
 import { OpusCodec } from '../codec/opus.ts';
 import { ConfigError, loadConfig, type Config } from '../config.ts';
-import type { Logger } from '../log.ts';
-import type { Metrics } from '../metrics.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { createMetrics, type Metrics } from '../metrics.ts';
+import type { SocketConnector } from '../net.ts';
+import type { Runtime } from '../protocol/outbound.ts';
+import { PROVIDERS } from '../providers/registry.ts';
+import { localSessions } from '../session/local.ts';
+import { webSocketDispatcherSinks } from '../sinks/dispatcher/websocket.ts';
+import { trackSinks } from '../sinks/tracked.ts';
+import type { Base64Codec } from '../util/base64.ts';
 import { memoizeUntilFailure } from '../util/memo.ts';
+import { systemTimers, type Timers } from '../util/timers.ts';
 
 /** What every runtime's server entry (Node, Deno) gives back once it listens. */
 export interface RunningServer {
@@ -19,8 +28,39 @@ export interface RunningServer {
 export interface ServerOptions {
   env: Readonly<Record<string, string | undefined>>;
   log?: Logger;
-  /** Extra sinks, built per session; by default the dispatcher over DISPATCHER_WS_URL. */
-  sinks?: (config: Config, log: Logger, metrics: Metrics) => AppDeps['sinks'];
+  /** The clock of every deadline, backoff and idle commit; tests run a manual one. */
+  timers?: Timers;
+}
+
+/** The client sockets a server accepted through its runtime's WebSocket upgrade. */
+export interface InboundWebSockets {
+  readonly upgradeWebSocket: UpgradeWebSocket<unknown>;
+  /** Closes every client socket with 1001, resolving once they are closed or given up on. */
+  closeAll(): Promise<void>;
+}
+
+/** A server listening on its port. */
+export interface Listening {
+  readonly port: number;
+  /** Stops accepting and closes the server (its client sockets are closed before). */
+  close(): Promise<void>;
+}
+
+/**
+ * What a server runtime (Node, Deno) brings, in one object: everything else about starting
+ * a server is the same on both and lives in `startServer`.
+ */
+export interface ServerAdapter<W extends InboundWebSockets = InboundWebSockets> {
+  readonly runtime: Exclude<Runtime, 'workerd'>;
+  /** Outbound WebSockets to providers and the dispatcher. */
+  readonly connector: SocketConnector;
+  readonly base64: Base64Codec;
+  /** The process's Opus codec (sharedCodec over the runtime's WASM loader). */
+  readonly codec: () => Promise<OpusCodec>;
+  /** Upgrades for one server; frames above `maxPayload` bytes close the socket (1009). */
+  webSockets(options: { maxPayload: number }): W;
+  /** Serves `app` (whose upgrades are `sockets`'); a listen failure rejects with `listenFailure`'s one line. */
+  listen(app: Hono, sockets: W, at: { host: string; port: number }, log: Logger): Promise<Listening>;
 }
 
 /**
@@ -62,7 +102,7 @@ export function listenFailure(error: unknown, host: string, port: number): Error
  * The codec loaded before the server listens, so a missing or corrupt wasm/opus.wasm is a
  * start-up error rather than a 500 on the first session.
  */
-export async function preloadCodec(codec: () => Promise<OpusCodec>): Promise<void> {
+async function preloadCodec(codec: () => Promise<OpusCodec>): Promise<void> {
   try {
     await codec();
   } catch (error) {
@@ -108,10 +148,53 @@ export async function main(start: () => Promise<RunningServer>, proc: Process): 
 }
 
 /**
+ * Starts the server of a runtime: configuration, the codec, the app with sessions
+ * transcribed here and the dispatcher over DISPATCHER_WS_URL, then listens. PORT=0 picks a
+ * free port; the `listening` log line carries the real one, for launchers to read.
+ */
+export async function startServer<W extends InboundWebSockets>(adapter: ServerAdapter<W>, options: ServerOptions): Promise<RunningServer> {
+  const config = loadServerConfig(options.env);
+  await preloadCodec(adapter.codec);
+  const log = options.log ?? createLogger(config.logLevel);
+  const metrics = createMetrics();
+  const timers = options.timers ?? systemTimers;
+  const { connector } = adapter;
+  // The transport limit sits above the app's, so an oversized frame is refused by the
+  // session (counted, the session goes on) rather than closing the socket with 1009.
+  const sockets = adapter.webSockets({ maxPayload: Math.max(config.maxMessageBytes * 16, 16 << 20) });
+  const sinks = trackSinks(webSocketDispatcherSinks({ config: config.dispatcher, connector, log, metrics, timers }), timers);
+  const app = createApp({
+    config,
+    runtime: adapter.runtime,
+    upgradeWebSocket: sockets.upgradeWebSocket,
+    log,
+    metrics,
+    sessions: localSessions({ config, codec: adapter.codec, connector, base64: adapter.base64, log, metrics, timers }),
+    sinks: sinks.factory,
+    dispatcherAvailable: config.dispatcher.wsUrl !== undefined,
+  });
+  const listening = await adapter.listen(app, sockets, config, log);
+  logListening(log, config, listening.port);
+
+  return {
+    port: listening.port,
+    config,
+    log,
+    metrics,
+    async close() {
+      await sockets.closeAll();
+      await listening.close();
+      // Finals still on their way to the dispatcher get their drain before the process exits.
+      await sinks.settled(config.finishTimeoutMs + config.dispatcher.drainTimeoutMs + 2_000);
+    },
+  };
+}
+
+/**
  * A server entry's configuration (Node, Deno: the dispatcher is a WebSocket there), or a
  * ConfigError listing every problem at once.
  */
-export function loadServerConfig(env: ServerOptions['env']): Config {
+function loadServerConfig(env: ServerOptions['env']): Config {
   const result = loadConfig(env, PROVIDERS);
   if (!result.ok) throw new ConfigError(result.errors);
   if (result.config.useDispatcher && result.config.dispatcher.wsUrl === undefined) {
@@ -121,7 +204,7 @@ export function loadServerConfig(env: ServerOptions['env']): Config {
 }
 
 /** What a server entry logs once it listens (scripts and tests wait for `listening`). */
-export function logListening(log: Logger, config: Config, port: number): void {
+function logListening(log: Logger, config: Config, port: number): void {
   log.info('listening', { host: config.host, port, providers: config.providers.map((p) => p.name) });
   if (config.providers.length === 0) {
     log.warn(`no provider configured: /transcribe answers 503 until ${config.missingProviderHint} is set`);

@@ -14,16 +14,17 @@
  */
 import { waitUntil } from 'cloudflare:workers';
 import { Hono } from 'hono';
-import { PROVIDERS } from '../providers/registry.ts';
 import { loadConfig, type Config } from '../config.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { createMetrics, type Metrics } from '../metrics.ts';
-import { cloudflareDispatcherSinks, hasDispatcherBinding, type CloudflareDispatcherBindings } from '../sinks/dispatcher/cloudflare.ts';
+import { PROVIDERS } from '../providers/registry.ts';
+import type { SinkFactory } from '../session/ports.ts';
 import { BOOLEAN_VALUES, parseBoolean } from '../util/bool.ts';
 import { systemTimers } from '../util/timers.ts';
-import { createWorkerdApp, workerVars } from './workerd/app.ts';
-import { containerBackend, HEALTH_INSTANCE, inspectContainer, type ContainerNamespace } from './workerd/container-backend.ts';
-import { loadContainerSettings, type ContainerSettings } from './workerd/container-settings.ts';
+import { createWorkerdApp } from './workerd/app.ts';
+import { containerSessions, HEALTH_INSTANCE, inspectContainer, type ContainerNamespace } from './workerd/container-sessions.ts';
+import { loadContainerSettings, workerVars, type ContainerSettings } from './workerd/container-settings.ts';
+import { cloudflareDispatcherSinks, hasDispatcherBinding, type CloudflareDispatcherBindings } from './workerd/dispatcher.ts';
 
 export { TranscriberContainer } from './workerd/container.ts';
 
@@ -87,7 +88,7 @@ function frontApp(
   settings: ContainerSettings,
   log: Logger,
   metrics: Metrics,
-  sinks: ReturnType<typeof cloudflareDispatcherSinks>,
+  sinks: SinkFactory,
 ): Hono {
   const timers = systemTimers;
   const sessions = createWorkerdApp({
@@ -96,8 +97,9 @@ function frontApp(
     metrics,
     sinks,
     dispatcherAvailable: hasDispatcherBinding(env),
-    backend: containerBackend({
+    sessions: containerSessions({
       namespace,
+      providers: config.providers.map((p) => p.name),
       log,
       metrics,
       timers,

@@ -1,5 +1,3 @@
-import type { Logger } from '../log.ts';
-import type { Metrics } from '../metrics.ts';
 import type { AudioFormat, Provider, ProviderError } from '../providers/provider.ts';
 import type { PcmRate } from '../codec/pcm.ts';
 import type { InputEncoding } from '../protocol/inbound.ts';
@@ -8,7 +6,7 @@ import { OpusError, type OpusCodec, type OpusDecoder } from '../codec/opus.ts';
 import { OggOpusDemuxer, isOggStart } from '../codec/ogg.ts';
 import { L16Converter } from '../codec/l16.ts';
 import { opusPacketDurationMs } from '../codec/toc.ts';
-import type { Timers } from '../util/timers.ts';
+import type { SessionContext } from './ports.ts';
 import { Sequencer } from './sequencer.ts';
 import { ProviderStream, type StreamResult } from './provider-stream.ts';
 
@@ -19,12 +17,6 @@ export interface ParticipantDeps {
   codec: OpusCodec;
   provider: Provider;
   language?: string;
-  log: Logger;
-  metrics: Metrics;
-  timers: Timers;
-  queueLimitMs: number;
-  finishTimeoutMs: number;
-  newMessageId(): string;
   onResult(result: StreamResult): void;
   /** Counted and logged by the session (throttled). */
   onDecodeError(reason: DecodeErrorCode, detail: string): void;
@@ -69,6 +61,7 @@ export class Participant {
     readonly tag: string,
     readonly id: string,
     input: InputFormat,
+    private readonly ctx: SessionContext,
     private readonly d: ParticipantDeps,
   ) {
     this.setInput(input);
@@ -98,7 +91,7 @@ export class Participant {
     }
     const lost = this.sequencer.accept(chunk);
     if (lost < 0) {
-      this.d.metrics.inputErrors.inc({ reason: 'late_packet' });
+      this.ctx.metrics.inputErrors.inc({ reason: 'late_packet' });
       return;
     }
     this.lastAudioAt = arrival;
@@ -161,8 +154,8 @@ export class Participant {
     const frames = Math.min(lost, Math.max(1, Math.floor(MAX_CONCEAL_MS / frameMs)));
     for (let i = 0; i < frames - 1; i++) this.pushPcm(decoder.conceal(samples), arrival);
     this.pushPcm(decoder.recover(next, samples), arrival);
-    this.d.metrics.concealedFrames.inc({ method: 'plc' }, frames - 1);
-    this.d.metrics.concealedFrames.inc({ method: 'fec' });
+    this.ctx.metrics.concealedFrames.inc({ method: 'plc' }, frames - 1);
+    this.ctx.metrics.concealedFrames.inc({ method: 'fec' });
   }
 
   private pushPcm(pcm: Int16Array, arrival: number): void {
@@ -212,16 +205,10 @@ export class Participant {
   }
 
   private newStream(format: AudioFormat): ProviderStream {
-    return new ProviderStream({
+    return new ProviderStream(this.ctx, {
       provider: this.d.provider,
       format,
       language: this.d.language,
-      log: this.d.log,
-      metrics: this.d.metrics,
-      timers: this.d.timers,
-      queueLimitMs: this.d.queueLimitMs,
-      finishTimeoutMs: this.d.finishTimeoutMs,
-      newMessageId: this.d.newMessageId,
       onResult: this.d.onResult,
       onTrouble: this.d.onProviderTrouble,
       // After a reconnect, a pass-through Ogg stream starts again with its header pages.
@@ -231,7 +218,7 @@ export class Participant {
 
   /** A stream replaced by a format switch still delivers its last finals. */
   private retire(stream: ProviderStream): void {
-    const done = stream.finish(this.d.finishTimeoutMs).finally(() => this.previous.delete(done));
+    const done = stream.finish(this.ctx.limits.finishTimeoutMs).finally(() => this.previous.delete(done));
     this.previous.add(done);
   }
 

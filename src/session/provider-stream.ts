@@ -1,5 +1,3 @@
-import type { Logger } from '../log.ts';
-import type { Metrics } from '../metrics.ts';
 import {
   ProviderError,
   type AudioFormat,
@@ -7,7 +5,8 @@ import {
   type ProviderConnection,
   type Transcript,
 } from '../providers/provider.ts';
-import { backoffMs, type Timers } from '../util/timers.ts';
+import { backoffMs, withDeadline } from '../util/timers.ts';
+import type { SessionContext } from './ports.ts';
 import { Timeline } from './timeline.ts';
 
 export interface StreamResult {
@@ -25,9 +24,6 @@ export interface ProviderStreamOptions {
   provider: Provider;
   format: AudioFormat;
   language?: string;
-  log: Logger;
-  metrics: Metrics;
-  timers: Timers;
   onResult(result: StreamResult): void;
   /**
    * The first failure of an episode: the client is told once, not at every retry. The
@@ -36,11 +32,6 @@ export interface ProviderStreamOptions {
   onTrouble(err: ProviderError): void;
   /** Sent first on every new connection (the Ogg header pages of a pass-through stream). */
   preamble?: () => Uint8Array | undefined;
-  /** Audio held while a connection opens or backs off, in ms; older audio is dropped. */
-  queueLimitMs: number;
-  /** How long a retiring connection may take to deliver its last finals. */
-  finishTimeoutMs: number;
-  newMessageId(): string;
 }
 
 /** One connection and what it takes to turn its transcripts into results. */
@@ -93,7 +84,15 @@ export class ProviderStream {
   private readonly retiring = new Set<Promise<void>>();
   private readonly utterances = new Map<string, { messageId: string; startedAt: number }>();
 
-  constructor(private readonly o: ProviderStreamOptions) {}
+  /**
+   * `ctx.limits.providerQueueMs` bounds the audio held while a connection opens or backs
+   * off; `ctx.limits.finishTimeoutMs`, how long a retiring connection may take to deliver
+   * its last finals.
+   */
+  constructor(
+    private readonly ctx: SessionContext,
+    private readonly o: ProviderStreamOptions,
+  ) {}
 
   push(audio: Uint8Array, durationMs: number, arrival: number): void {
     if (this.closed) return;
@@ -108,10 +107,10 @@ export class ProviderStream {
     }
     this.enqueue(audio, durationMs, arrival);
     if (this.connecting || this.retryTimer !== undefined) return;
-    const wait = this.retryAt - this.o.timers.now();
+    const wait = this.retryAt - this.ctx.timers.now();
     if (wait <= 0) this.open();
     // Audio waits out the backoff in the queue; it must not wait for more audio to arrive.
-    else this.retryTimer = this.o.timers.setTimeout(() => this.retryNow(), wait);
+    else this.retryTimer = this.ctx.timers.setTimeout(() => this.retryNow(), wait);
   }
 
   /** Before the provider's cap, or at the first utterance boundary once it announced the end. */
@@ -138,16 +137,16 @@ export class ProviderStream {
   /** Finalise what is in flight (bounded by `timeoutMs`), then close everything. */
   async finish(timeoutMs: number): Promise<void> {
     if (this.closed) return;
-    const deadline = this.o.timers.now() + timeoutMs;
-    if (this.connecting) await this.within(this.connecting, timeoutMs);
+    const deadline = this.ctx.timers.now() + timeoutMs;
+    if (this.connecting) await withDeadline(this.connecting.catch(() => undefined), timeoutMs, this.ctx.timers);
     this.closed = true;
     const link = this.link;
     this.link = undefined;
     if (link) this.stopRotationTimer(link);
-    const left = Math.max(0, deadline - this.o.timers.now());
+    const left = Math.max(0, deadline - this.ctx.timers.now());
     const waits = [...this.retiring];
     if (link?.conn) waits.push(link.conn.finish(left).catch(() => undefined));
-    await this.within(Promise.all(waits).then(() => undefined), left);
+    await withDeadline(Promise.all(waits).catch(() => undefined), left, this.ctx.timers);
     this.drop();
   }
 
@@ -162,7 +161,7 @@ export class ProviderStream {
   }
 
   private drop(): void {
-    if (this.retryTimer !== undefined) this.o.timers.clearTimeout(this.retryTimer);
+    if (this.retryTimer !== undefined) this.ctx.timers.clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.queue.length = 0;
     this.queuedMs = 0;
@@ -179,19 +178,19 @@ export class ProviderStream {
     // The audio may be a view into WASM memory that the next decode overwrites.
     this.queue.push({ audio: audio.slice(), durationMs, arrival });
     this.queuedMs += durationMs;
-    while (this.queuedMs > this.o.queueLimitMs && this.queue.length > 1) {
+    while (this.queuedMs > this.ctx.limits.providerQueueMs && this.queue.length > 1) {
       const old = this.queue.shift()!;
       this.queuedMs -= old.durationMs;
-      this.o.metrics.queueDropped.inc({ provider: this.o.provider.name });
+      this.ctx.metrics.queueDropped.inc({ provider: this.o.provider.name });
     }
   }
 
   private open(): void {
     const serial = ++this.serial;
-    if (serial > 1) this.o.metrics.reconnects.inc({ provider: this.o.provider.name });
+    if (serial > 1) this.ctx.metrics.reconnects.inc({ provider: this.o.provider.name });
     const link: Link = {
       serial,
-      openedAt: this.o.timers.now(),
+      openedAt: this.ctx.timers.now(),
       timeline: new Timeline(),
       healthy: false,
       flushOnOpen: this.flushQueued,
@@ -202,7 +201,7 @@ export class ProviderStream {
     const { provider } = this.o;
     const attempt = provider
       .connect(
-        { format: this.o.format, language: this.o.language, log: this.o.log },
+        { format: this.o.format, language: this.o.language, log: this.ctx.log },
         {
           transcript: (t) => this.onTranscript(link, t),
           error: (err) => this.onError(err),
@@ -219,7 +218,7 @@ export class ProviderStream {
             return;
           }
           link.conn = conn;
-          link.openedAt = this.o.timers.now();
+          link.openedAt = this.ctx.timers.now();
           this.troubled = false;
           const preamble = this.o.preamble?.();
           if (preamble) conn.send(preamble, 0);
@@ -246,30 +245,30 @@ export class ProviderStream {
     this.link = undefined;
     if (old) this.stopRotationTimer(old);
     if (old?.conn) this.retire(old.conn);
-    this.o.log.info('rotating provider connection before its cap', { provider: this.o.provider.name });
+    this.ctx.log.info('rotating provider connection before its cap', { provider: this.o.provider.name });
   }
 
   private onExpiring(link: Link, inMs: number): void {
     if (this.link !== link || !link.conn || link.expiring) return;
     link.expiring = true;
-    this.o.log.info('provider announced the end of its connection', { provider: this.o.provider.name, inMs });
+    this.ctx.log.info('provider announced the end of its connection', { provider: this.o.provider.name, inMs });
     // Nothing sent since the last final: nothing can be cut, so move at once.
     if (link.utteranceStart === undefined) return this.rotate();
-    const wait = Math.max(0, inMs - this.o.finishTimeoutMs);
-    link.rotateTimer = this.o.timers.setTimeout(() => {
+    const wait = Math.max(0, inMs - this.ctx.limits.finishTimeoutMs);
+    link.rotateTimer = this.ctx.timers.setTimeout(() => {
       link.rotateTimer = undefined;
       if (this.link === link) this.rotate();
     }, wait);
   }
 
   private stopRotationTimer(link: Link): void {
-    if (link.rotateTimer !== undefined) this.o.timers.clearTimeout(link.rotateTimer);
+    if (link.rotateTimer !== undefined) this.ctx.timers.clearTimeout(link.rotateTimer);
     link.rotateTimer = undefined;
   }
 
   private retire(conn: ProviderConnection): void {
     const done = conn
-      .finish(this.o.finishTimeoutMs)
+      .finish(this.ctx.limits.finishTimeoutMs)
       .catch(() => undefined)
       .finally(() => this.retiring.delete(done));
     this.retiring.add(done);
@@ -285,15 +284,15 @@ export class ProviderStream {
       const startedAt =
         (t.audioStartMs !== undefined ? link.timeline.arrivalAt(t.audioStartMs) : undefined) ??
         link.utteranceStart ??
-        this.o.timers.now();
-      u = { messageId: this.o.newMessageId(), startedAt };
+        this.ctx.timers.now();
+      u = { messageId: this.ctx.newId(), startedAt };
       this.utterances.set(key, u);
     }
     if (t.kind === 'final') {
       this.utterances.delete(key);
       link.utteranceStart = undefined;
     }
-    this.o.metrics.transcripts.inc({ provider: this.o.provider.name, kind: t.kind });
+    this.ctx.metrics.transcripts.inc({ provider: this.o.provider.name, kind: t.kind });
     this.o.onResult({
       kind: t.kind,
       text: t.text,
@@ -306,8 +305,8 @@ export class ProviderStream {
   }
 
   private onError(err: ProviderError): void {
-    this.o.metrics.backendErrors.inc({ provider: this.o.provider.name, kind: err.kind });
-    this.o.log.warn('provider reported an error', { provider: this.o.provider.name, kind: err.kind, error: err.message });
+    this.ctx.metrics.backendErrors.inc({ provider: this.o.provider.name, kind: err.kind });
+    this.ctx.log.warn('provider reported an error', { provider: this.o.provider.name, kind: err.kind, error: err.message });
     this.trouble(err);
   }
 
@@ -323,10 +322,10 @@ export class ProviderStream {
     if (link.expiring) {
       // The end it announced: not a failure, and the next audio opens a new connection at once.
       this.stopRotationTimer(link);
-      this.o.log.info('provider ended its connection as announced', { provider: this.o.provider.name });
+      this.ctx.log.info('provider ended its connection as announced', { provider: this.o.provider.name });
       return;
     }
-    const healthy = link.healthy || this.o.timers.now() - link.openedAt > HEALTHY_AFTER_MS;
+    const healthy = link.healthy || this.ctx.timers.now() - link.openedAt > HEALTHY_AFTER_MS;
     if (healthy) this.failures = 0;
     this.fail(err, true);
   }
@@ -334,13 +333,13 @@ export class ProviderStream {
   private fail(err: ProviderError, afterOpen: boolean): void {
     this.failures++;
     const wait = err.retryable ? backoffMs(this.failures, MIN_BACKOFF_MS, MAX_BACKOFF_MS) : MAX_BACKOFF_MS;
-    this.retryAt = this.o.timers.now() + wait;
+    this.retryAt = this.ctx.timers.now() + wait;
     // Audio queued while this attempt failed may be all there is: it must not wait for more.
     if (this.queue.length && this.retryTimer === undefined && !this.closed) {
-      this.retryTimer = this.o.timers.setTimeout(() => this.retryNow(), wait);
+      this.retryTimer = this.ctx.timers.setTimeout(() => this.retryNow(), wait);
     }
-    this.o.metrics.backendErrors.inc({ provider: this.o.provider.name, kind: err.kind });
-    this.o.log.warn(afterOpen ? 'provider connection lost' : 'provider connection failed', {
+    this.ctx.metrics.backendErrors.inc({ provider: this.o.provider.name, kind: err.kind });
+    this.ctx.log.warn(afterOpen ? 'provider connection lost' : 'provider connection failed', {
       provider: this.o.provider.name,
       kind: err.kind,
       error: err.message,
@@ -348,21 +347,5 @@ export class ProviderStream {
       failures: this.failures,
     });
     this.trouble(err);
-  }
-
-  private within(p: Promise<void>, ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = this.o.timers.setTimeout(resolve, ms);
-      p.then(
-        () => {
-          this.o.timers.clearTimeout(t);
-          resolve();
-        },
-        () => {
-          this.o.timers.clearTimeout(t);
-          resolve();
-        },
-      );
-    });
   }
 }

@@ -1,10 +1,5 @@
 import type { TranscriptionResult } from '../protocol/outbound.ts';
-import type { TranscriptSink } from './sink.ts';
-
-export interface ClientSocket {
-  send(text: string): void;
-  close(code?: number, reason?: string): void;
-}
+import type { ClientSocket, TranscriptSink } from '../session/ports.ts';
 
 export interface ClientFlags {
   sendBack: boolean;

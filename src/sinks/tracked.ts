@@ -1,10 +1,9 @@
-import type { SessionInfo } from '../app.ts';
+import type { SinkFactory, TranscriptSink } from '../session/ports.ts';
 import type { Timers } from '../util/timers.ts';
-import type { TranscriptSink } from './sink.ts';
 
 export interface TrackedSinks {
   /** The factory for `AppDeps.sinks`, whose sinks are counted until their `close` settles. */
-  factory: (session: SessionInfo) => TranscriptSink[];
+  factory: SinkFactory;
   /** Resolves once every sink made so far has closed, or after `timeoutMs`. */
   settled(timeoutMs: number): Promise<void>;
 }
@@ -13,7 +12,7 @@ export interface TrackedSinks {
  * Counts the live sinks of a factory, so that a shutdown can wait for their drains (the
  * dispatcher's queue) before the process exits, instead of dropping what they hold.
  */
-export function trackSinks(make: (session: SessionInfo) => TranscriptSink[], timers: Timers): TrackedSinks {
+export function trackSinks(make: SinkFactory, timers: Timers): TrackedSinks {
   const live = new Set<TranscriptSink>();
   const waiters = new Set<() => void>();
   const release = (sink: TranscriptSink) => {

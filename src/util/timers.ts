@@ -20,6 +20,33 @@ export function sleep(timers: Timers, ms: number): Promise<void> {
   return new Promise((resolve) => timers.setTimeout(resolve, ms));
 }
 
+/**
+ * `promise`, or once `ms` have passed on `timers`, whatever `onTimeout` returns or throws
+ * (undefined without it): for every "wait for this, but give up after a while". The timer
+ * is cleared when `promise` settles first.
+ */
+export function withDeadline<T, U = undefined>(promise: Promise<T>, ms: number, timers: Timers, onTimeout?: () => U): Promise<T | U> {
+  return new Promise<T | U>((resolve, reject) => {
+    const timer = timers.setTimeout(() => {
+      try {
+        resolve(onTimeout ? onTimeout() : (undefined as U));
+      } catch (error) {
+        reject(error);
+      }
+    }, Math.max(0, ms));
+    promise.then(
+      (value) => {
+        timers.clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        timers.clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
+
 /** Exponential backoff with full jitter in [base/2, base]. */
 export function backoffMs(attempt: number, minMs: number, maxMs: number): number {
   const base = Math.min(maxMs, minMs * 2 ** Math.max(0, attempt - 1));

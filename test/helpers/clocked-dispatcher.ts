@@ -6,7 +6,7 @@
 import { createLogger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import type { TranscriptionResult } from '../../src/protocol/outbound.ts';
-import type { DispatcherConfig } from '../../src/sinks/dispatcher/config.ts';
+import type { DispatcherConfig } from '../../src/config.ts';
 import { webSocketDispatcherSinks } from '../../src/sinks/dispatcher/websocket.ts';
 import { FakeDispatcher } from '../fakes/dispatcher.ts';
 import { ManualClock } from './clock.ts';

@@ -12,6 +12,7 @@ import type { Provider, ProviderError } from '../../src/providers/provider.ts';
 import { createLogger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { nodeBase64 } from '../../src/runtime/node/base64.ts';
+import type { SessionContext } from '../../src/session/ports.ts';
 import { ProviderStream, type StreamResult } from '../../src/session/provider-stream.ts';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { ManualClock, settle } from '../helpers/clock.ts';
@@ -51,17 +52,24 @@ async function setup(options: { queueLimitMs?: number; finishTimeoutMs?: number 
   const results: StreamResult[] = [];
   const troubles: ProviderError[] = [];
   let ids = 0;
-  const stream = new ProviderStream({
-    provider,
-    format: provider.formatFor('opus'),
+  const ctx: SessionContext = {
     log,
     metrics,
     timers: clock,
+    limits: {
+      forceCommitMs: 2_000,
+      maxMessageBytes: 1 << 18,
+      maxParticipants: 0,
+      providerQueueMs: options.queueLimitMs ?? 10_000,
+      finishTimeoutMs: options.finishTimeoutMs ?? 5_000,
+    },
+    newId: () => `m-${++ids}`,
+  };
+  const stream = new ProviderStream(ctx, {
+    provider,
+    format: provider.formatFor('opus'),
     onResult: (r) => void results.push(r),
     onTrouble: (err) => void troubles.push(err),
-    queueLimitMs: options.queueLimitMs ?? 10_000,
-    finishTimeoutMs: options.finishTimeoutMs ?? 5_000,
-    newMessageId: () => `m-${++ids}`,
   });
   cleanup.push(() => fake.close(), () => stream.close());
   const push = (audio: Uint8Array) => stream.push(audio, FRAME_MS, clock.now());

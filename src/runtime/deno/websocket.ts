@@ -1,5 +1,9 @@
 import { defineWebSocketHelper, type UpgradeWebSocket } from 'hono/ws';
+import { systemTimers, withDeadline } from '../../util/timers.ts';
 import { webSocketContext } from '../ws-context.ts';
+
+/** How long shutdown waits for clients to answer our close frame. */
+const CLOSE_GRACE_MS = 2_000;
 
 /**
  * Hono WebSocket upgrades on Deno.upgradeWebSocket.
@@ -32,7 +36,17 @@ export function createDenoWebSocket() {
     return response;
   });
 
-  return { upgradeWebSocket, sockets };
+  /**
+   * Deno's shutdown() closes upgraded sockets itself ("Server shutting down"), and its frame
+   * overtakes ours unless the close handshakes finish first: they get CLOSE_GRACE_MS.
+   */
+  async function closeAll(): Promise<void> {
+    const closed = [...sockets].map((socket) => new Promise<void>((resolve) => socket.addEventListener('close', () => resolve(), { once: true })));
+    for (const socket of sockets) socket.close(1001, 'server shutting down');
+    await withDeadline(Promise.all(closed), CLOSE_GRACE_MS, systemTimers);
+  }
+
+  return { upgradeWebSocket, closeAll };
 }
 
 /**

@@ -57,7 +57,11 @@ export function createNodeWebSocket(options: { maxPayload: number }) {
     wss.handleUpgrade(req, socket, head, (ws) => attach(ws, url, events));
   }
 
-  return { upgradeWebSocket, injectWebSocket, wss };
+  async function closeAll(): Promise<void> {
+    for (const client of wss.clients) client.close(1001, 'server shutting down');
+  }
+
+  return { upgradeWebSocket, injectWebSocket, closeAll };
 }
 
 function attach(ws: WebSocket, url: URL, events: WSEvents<WebSocket>): void {

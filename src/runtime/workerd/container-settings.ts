@@ -7,6 +7,16 @@ import * as v from 'valibot';
 import { PROVIDERS } from '../../providers/registry.ts';
 import { parseEnvWith } from '../../util/env-schema.ts';
 
+/**
+ * The Worker's string variables: a Worker's env mixes them with bindings (Durable Object
+ * namespaces, queues, services), which configuration must not see.
+ */
+export function workerVars(env: Readonly<Record<string, unknown>>): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) if (typeof value === 'string') vars[key] = value;
+  return vars;
+}
+
 /** The port the image's server listens on, and the one the Container class reaches. */
 export const CONTAINER_PORT = 8080;
 

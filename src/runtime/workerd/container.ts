@@ -1,8 +1,7 @@
 import { Container, type State, type StopParams } from '@cloudflare/containers';
 import type { DurableObject } from 'cloudflare:workers';
 import { createLogger, type Logger, type LogLevel } from '../../log.ts';
-import { workerVars } from './app.ts';
-import { CONTAINER_PORT, containerEnvVars, loadContainerSettings } from './container-settings.ts';
+import { CONTAINER_PORT, containerEnvVars, loadContainerSettings, workerVars } from './container-settings.ts';
 import { installContainerOverride } from './container-override.ts';
 
 /** The server's /health fields (status, runtime, version, providers, sessions…); RPC needs a concrete type. */

@@ -2,7 +2,7 @@ import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { TranscriptionResult } from '../../protocol/outbound.ts';
 import { backoffMs, type Timers } from '../../util/timers.ts';
-import type { TranscriptSink } from '../sink.ts';
+import type { TranscriptSink } from '../../session/ports.ts';
 import { toDispatcherMessage } from './message.ts';
 import { BoundedQueue, outgoing, type Outgoing, type QueueLimits } from './queue.ts';
 import type { DispatchTransport, HandBack } from './transport.ts';

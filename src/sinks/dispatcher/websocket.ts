@@ -1,10 +1,9 @@
-import type { SessionInfo } from '../../app.ts';
 import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { OutboundSocket, SocketConnector } from '../../net.ts';
 import { sleep, type Timers } from '../../util/timers.ts';
-import type { TranscriptSink } from '../sink.ts';
-import type { DispatcherConfig } from './config.ts';
+import type { DispatcherConfig } from '../../config.ts';
+import type { SinkFactory } from '../../session/ports.ts';
 import type { Outgoing } from './queue.ts';
 import { safeUrl, secretRedactor } from '../../util/redact.ts';
 import { DispatcherSink } from './sink.ts';
@@ -258,7 +257,7 @@ export interface WebSocketDispatcherDeps {
  * The Node and Deno dispatcher: for each session that wants it, a sink sending its finals
  * over one WebSocket to DISPATCHER_WS_URL. For `AppDeps.sinks`.
  */
-export function webSocketDispatcherSinks(deps: WebSocketDispatcherDeps): (session: SessionInfo) => TranscriptSink[] {
+export function webSocketDispatcherSinks(deps: WebSocketDispatcherDeps): SinkFactory {
   const { config, log } = deps;
   return (session) => {
     if (!session.useDispatcher) return [];

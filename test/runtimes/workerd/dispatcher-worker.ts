@@ -1,5 +1,5 @@
 /**
- * The Cloudflare dispatcher transports (src/sinks/dispatcher/cloudflare.ts) under workerd,
+ * The Cloudflare dispatcher transports (src/runtime/workerd/dispatcher.ts) under workerd,
  * against real bindings: this Worker holds the dispatcher's Durable Object (which accepts
  * the sink's WebSocket and records what arrives), the Queue's consumer (which records the
  * batches), and a driver that runs a sink through a scenario of steps in one request (a
@@ -9,8 +9,8 @@
 import { createLogger } from '../../../src/log.ts';
 import { createMetrics } from '../../../src/metrics.ts';
 import type { TranscriptionResult } from '../../../src/protocol/outbound.ts';
-import { createCloudflareDispatcherSink, type CloudflareDispatcherBindings } from '../../../src/sinks/dispatcher/cloudflare.ts';
-import { loadDispatcherConfig } from '../../../src/sinks/dispatcher/config.ts';
+import { createCloudflareDispatcherSink, type CloudflareDispatcherBindings } from '../../../src/runtime/workerd/dispatcher.ts';
+import { loadDispatcherConfig } from '../../../src/config.ts';
 import type { DispatcherMessage } from '../../../src/sinks/dispatcher/message.ts';
 import { systemTimers } from '../../../src/util/timers.ts';
 import type { ObjectRecords, Scenario, ScenarioReport } from '../dispatcher-scenario.ts';

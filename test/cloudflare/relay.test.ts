@@ -9,8 +9,9 @@ import { createMetrics } from '../../src/metrics.ts';
 import type { OutboundSocket, SocketHandlers } from '../../src/net.ts';
 import type { TranscriptionResult } from '../../src/protocol/outbound.ts';
 import type { TranscribeParams } from '../../src/protocol/query.ts';
-import { RelaySession, transcriberQuery } from '../../src/session/relay.ts';
-import type { TranscriptSink } from '../../src/sinks/sink.ts';
+import { RelaySession, transcriberQuery } from '../../src/runtime/workerd/relay.ts';
+import type { TranscriptSink } from '../../src/session/ports.ts';
+import { SessionShell } from '../../src/session/shell.ts';
 import type { Timers } from '../../src/util/timers.ts';
 
 class ManualClock implements Timers {
@@ -81,19 +82,21 @@ function setup(options: { params?: Partial<TranscribeParams>; backlogBytes?: num
   const sinks: TranscriptSink[] = options.dispatcher
     ? [{ outlivesClient: true, deliver: (r) => void delivered.push(r), close: async () => {} }]
     : [];
-  const relay = new RelaySession(
+  const shell = new SessionShell(
     { ...PARAMS, ...options.params },
     { send: (text) => void toClient.push(text), close: (code, reason) => void (client.closed = { code, reason }) },
+    { log: createLogger('error'), metrics },
+  );
+  const relay = new RelaySession(
+    shell,
     sinks,
+    { metrics, timers: clock },
     {
       connect: (h) => {
         handlers = h;
         return new Promise((resolve, reject) => (link = { resolve, reject }));
       },
       keepAlive: { everyMs: 1_000, renew: async () => void renewals++ },
-      log: createLogger('error'),
-      metrics,
-      timers: clock,
       backlogBytes: options.backlogBytes ?? 1 << 20,
       drainMs: 4_000,
     },

@@ -3,51 +3,20 @@
  * order: DISPATCHER_DO (a WebSocket to the dispatcher's Durable Object, one per session),
  * else TRANSCRIPTION_QUEUE (Queue `send`), else TRANSCRIPTION_DISPATCHER (service-binding
  * RPC `dispatch`). A final the higher transport fails to take goes to the next one.
- *
- * The core stays runtime-neutral: the bindings are described by the minimal structural
- * interfaces below (which workerd's real objects satisfy) instead of `cloudflare:*` types.
  */
-import type { SessionInfo } from '../../app.ts';
+import type { DispatcherConfig } from '../../config.ts';
 import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import { ConnectError, type SocketConnector } from '../../net.ts';
-import type { Timers } from '../../util/timers.ts';
-import type { TranscriptSink } from '../sink.ts';
-import type { DispatcherConfig } from './config.ts';
-import { FallbackTransport } from './fallback.ts';
-import type { DispatcherMessage } from './message.ts';
-import type { Outgoing } from './queue.ts';
-import { DispatcherSink } from './sink.ts';
-import type { DispatchTransport, HandBack } from './transport.ts';
-import { sessionUrl, WebSocketTransport } from './websocket.ts';
-
-export interface CfSocketEvent {
-  readonly type: string;
-  data?: unknown;
-  code?: number;
-  reason?: string;
-}
-
-/** The parts of workerd's WebSocket (the client end of a fetch upgrade) used here. */
-export interface CfWebSocket {
-  accept(): void;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-  addEventListener(type: 'message' | 'close' | 'error', listener: (event: CfSocketEvent) => void): void;
-}
-
-export interface DurableObjectIdLike {
-  toString(): string;
-}
-
-export interface DurableObjectStubLike {
-  fetch(input: string, init?: { headers?: Record<string, string> }): Promise<{ status: number; webSocket: CfWebSocket | null }>;
-}
-
-export interface DurableObjectNamespaceLike {
-  idFromName(name: string): DurableObjectIdLike;
-  get(id: DurableObjectIdLike): DurableObjectStubLike;
-}
+import type { SinkFactory } from '../../session/ports.ts';
+import { FallbackTransport } from '../../sinks/dispatcher/fallback.ts';
+import type { DispatcherMessage } from '../../sinks/dispatcher/message.ts';
+import type { Outgoing } from '../../sinks/dispatcher/queue.ts';
+import { DispatcherSink } from '../../sinks/dispatcher/sink.ts';
+import type { DispatchTransport, HandBack } from '../../sinks/dispatcher/transport.ts';
+import { sessionUrl, WebSocketTransport } from '../../sinks/dispatcher/websocket.ts';
+import { withDeadline, type Timers } from '../../util/timers.ts';
+import { acceptWebSocket } from './connector.ts';
 
 export interface QueueLike {
   send(message: DispatcherMessage): Promise<unknown>;
@@ -66,7 +35,7 @@ export interface DispatcherServiceLike {
 }
 
 export interface CloudflareDispatcherBindings {
-  DISPATCHER_DO?: DurableObjectNamespaceLike;
+  DISPATCHER_DO?: DurableObjectNamespace;
   TRANSCRIPTION_QUEUE?: QueueLike;
   TRANSCRIPTION_DISPATCHER?: DispatcherServiceLike;
 }
@@ -85,39 +54,20 @@ export interface CloudflareDispatcherDeps {
 const DO_URL = 'https://dispatcher.do/websocket';
 
 /** Opens WebSockets to the session's dispatcher Durable Object (`idFromName(sessionId)`). */
-export function durableObjectConnector(namespace: DurableObjectNamespaceLike, sessionId: string, timers: Timers): SocketConnector {
+export function durableObjectConnector(namespace: DurableObjectNamespace, sessionId: string, timers: Timers): SocketConnector {
   return {
     supportsHeaders: true,
     async connect(url, options, handlers) {
       const stub = namespace.get(namespace.idFromName(sessionId));
       const upgrade = stub.fetch(url, { headers: { ...options.headers, Upgrade: 'websocket' } });
-      let timer: unknown;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = timers.setTimeout(() => reject(new ConnectError('the dispatcher Durable Object did not answer in time')), options.timeoutMs ?? 10_000);
+      const response = await withDeadline(upgrade, options.timeoutMs ?? 10_000, timers, () => {
+        throw new ConnectError('the dispatcher Durable Object did not answer in time');
       });
-      const response = await Promise.race([upgrade, timeout]).finally(() => timers.clearTimeout(timer));
       const ws = response.webSocket;
       if (response.status !== 101 || !ws) {
         throw new ConnectError(`the dispatcher Durable Object refused the WebSocket with HTTP ${response.status}`, response.status);
       }
-      ws.accept();
-      let closed = false;
-      const close = (code: number, reason: string) => {
-        if (closed) return;
-        closed = true;
-        handlers.close(code, reason);
-      };
-      ws.addEventListener('message', (event) => {
-        if (typeof event.data === 'string') handlers.message(event.data);
-      });
-      ws.addEventListener('close', (event) => close(event.code ?? 1005, event.reason ?? ''));
-      ws.addEventListener('error', () => close(1006, 'socket error'));
-      return {
-        send: (data) => ws.send(typeof data === 'string' ? data : new TextDecoder().decode(data)),
-        close: (code, reason) => ws.close(code, reason),
-        // workerd does not expose it; the Object's socket is in the same data centre anyway.
-        bufferedAmount: 0,
-      };
+      return acceptWebSocket(ws, handlers);
     },
   };
 }
@@ -235,7 +185,7 @@ export function createCloudflareDispatcherSink(deps: CloudflareDispatcherDeps, s
 }
 
 /** For `AppDeps.sinks` in the Worker: the dispatcher sink of each session that wants one. */
-export function cloudflareDispatcherSinks(deps: CloudflareDispatcherDeps): (session: SessionInfo) => TranscriptSink[] {
+export function cloudflareDispatcherSinks(deps: CloudflareDispatcherDeps): SinkFactory {
   return (session) => {
     if (!session.useDispatcher) return [];
     if (!hasDispatcherBinding(deps.bindings)) {

@@ -1,12 +1,13 @@
 import { getContainer } from '@cloudflare/containers';
-import type { SessionBackend } from '../../app.ts';
 import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import { ConnectError, type OutboundSocket, type SocketHandlers } from '../../net.ts';
-import { RelaySession, transcriberQuery } from '../../session/relay.ts';
-import type { Timers } from '../../util/timers.ts';
+import type { SessionFactory } from '../../session/ports.ts';
+import { SessionShell } from '../../session/shell.ts';
+import { withDeadline, type Timers } from '../../util/timers.ts';
 import type { ContainerReport, TranscriberContainer } from './container.ts';
 import { acceptWebSocket } from './connector.ts';
+import { RelaySession, transcriberQuery } from './relay.ts';
 
 export type ContainerNamespace = DurableObjectNamespace<TranscriberContainer>;
 
@@ -19,8 +20,10 @@ const CONNECT_TIMEOUT_MS = 45_000;
 /** The instance /health starts and asks when no sessionId is given; no sessionId can take this name. */
 export const HEALTH_INSTANCE = '#health';
 
-export interface ContainerBackendOptions {
+export interface ContainerSessionsOptions {
   namespace: ContainerNamespace;
+  /** The providers a session may name (the containers get the same keys): validated here, built there. */
+  providers: readonly string[];
   log: Logger;
   metrics: Metrics;
   timers: Timers;
@@ -34,19 +37,20 @@ export interface ContainerBackendOptions {
  * Sessions relayed to their container: one instance per sessionId, so a reconnect finds
  * the same one. A session without a sessionId gets an instance of its own.
  */
-export function containerBackend(o: ContainerBackendOptions): SessionBackend {
+export function containerSessions(o: ContainerSessionsOptions): SessionFactory {
   return {
+    providers: o.providers,
+    // The Worker's /health asks a container about its providers.
+    problems: () => [],
     async prepare() {},
     open(params, client, sinks) {
       const instance = params.sessionId ?? `anonymous-${crypto.randomUUID()}`;
       const stub = getContainer(o.namespace, instance);
       const url = `http://container/transcribe?${transcriberQuery(params)}`;
-      return new RelaySession(params, client, sinks, {
+      const shell = new SessionShell(params, client, { log: o.log.child({ container: stub.id.toString() }), metrics: o.metrics });
+      return new RelaySession(shell, sinks, o, {
         connect: (handlers) => connectContainer(stub, url, handlers, o.timers),
         keepAlive: { everyMs: o.keepAliveMs, renew: () => stub.keepAlive() },
-        log: o.log.child({ container: stub.id.toString() }),
-        metrics: o.metrics,
-        timers: o.timers,
         backlogBytes: o.backlogBytes,
         drainMs: o.drainMs,
         waitUntil: o.waitUntil,
@@ -65,13 +69,9 @@ export async function connectContainer(
   handlers: SocketHandlers,
   timers: Timers,
 ): Promise<OutboundSocket> {
-  let timer: unknown;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = timers.setTimeout(() => reject(new ConnectError(`the container did not answer within ${CONNECT_TIMEOUT_MS / 1000} s`)), CONNECT_TIMEOUT_MS);
+  const response = await withDeadline(stub.fetch(url, { headers: { Upgrade: 'websocket' } }), CONNECT_TIMEOUT_MS, timers, () => {
+    throw new ConnectError(`the container did not answer within ${CONNECT_TIMEOUT_MS / 1000} s`);
   });
-  const response = await Promise.race([stub.fetch(url, { headers: { Upgrade: 'websocket' } }), timeout]).finally(() =>
-    timers.clearTimeout(timer),
-  );
   const ws = response.webSocket;
   if (response.status !== 101 || ws === null) {
     // The Container class explains itself in the body ("no Container instance available…").
@@ -89,15 +89,11 @@ export async function inspectContainer(
   timeoutMs: number,
   timers: Timers,
 ): Promise<ContainerReport | { answers: false; error: string }> {
-  let timer: unknown;
-  const timeout = new Promise<{ answers: false; error: string }>((resolve) => {
-    timer = timers.setTimeout(
-      () => resolve({ answers: false, error: `no answer within ${timeoutMs / 1000} s (a container may still be starting)` }),
-      timeoutMs,
-    );
-  });
   const inspected = getContainer(namespace, instance)
     .inspect(start)
     .catch((error: unknown) => ({ answers: false as const, error: error instanceof Error ? error.message : String(error) }));
-  return Promise.race([inspected, timeout]).finally(() => timers.clearTimeout(timer));
+  return withDeadline(inspected, timeoutMs, timers, () => ({
+    answers: false as const,
+    error: `no answer within ${timeoutMs / 1000} s (a container may still be starting)`,
+  }));
 }

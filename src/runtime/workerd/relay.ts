@@ -1,12 +1,11 @@
-import type { SessionHandle } from '../app.ts';
-import type { Logger } from '../log.ts';
-import type { Metrics } from '../metrics.ts';
-import type { OutboundSocket, SocketHandlers } from '../net.ts';
-import { errorMessage, pong, type InfoMessage, type TranscriptionResult } from '../protocol/outbound.ts';
-import type { TranscribeParams } from '../protocol/query.ts';
-import { sentToClient, type ClientSocket } from '../sinks/client.ts';
-import type { TranscriptSink } from '../sinks/sink.ts';
-import type { Timers } from '../util/timers.ts';
+import type { Logger } from '../../log.ts';
+import type { OutboundSocket, SocketHandlers } from '../../net.ts';
+import { errorMessage, type TranscriptionResult } from '../../protocol/outbound.ts';
+import type { TranscribeParams } from '../../protocol/query.ts';
+import type { InfoBase, SessionContext, SessionHandle, TranscriptSink } from '../../session/ports.ts';
+import type { SessionShell } from '../../session/shell.ts';
+import { sentToClient } from '../../sinks/client.ts';
+import { withDeadline } from '../../util/timers.ts';
 
 /**
  * Close codes for the client when its transcriber goes away. Both ask the media server to
@@ -18,7 +17,7 @@ import type { Timers } from '../util/timers.ts';
 export const LINK_LOST = 1012;
 export const UNAVAILABLE = 1013;
 
-export interface RelayDeps {
+export interface RelayOptions {
   /** Opens the socket to this session's transcriber (handlers are attached before it opens). */
   connect(handlers: SocketHandlers): Promise<OutboundSocket>;
   /**
@@ -26,9 +25,6 @@ export interface RelayDeps {
    * activity timer does not count socket traffic.
    */
   keepAlive?: { everyMs: number; renew(): Promise<void> };
-  log: Logger;
-  metrics: Metrics;
-  timers: Timers;
   /** Client frames held while the transcriber starts; beyond this many bytes, media frames are dropped (counted). */
   backlogBytes: number;
   /** After the client has gone, how long finals still wanted by a sink (the dispatcher) may take. */
@@ -72,7 +68,6 @@ export class RelaySession implements SessionHandle {
   private upstream: OutboundSocket | undefined;
   private backlog: Frame[] = [];
   private backlogSize = 0;
-  private dropped = 0;
   private readonly tags = new Set<string>();
   private readonly drainWanted: boolean;
   private readonly linked: Promise<void>;
@@ -83,21 +78,18 @@ export class RelaySession implements SessionHandle {
   private readonly log: Logger;
 
   constructor(
-    private readonly params: TranscribeParams,
-    private readonly client: ClientSocket,
+    private readonly shell: SessionShell,
     private readonly sinks: readonly TranscriptSink[],
-    private readonly d: RelayDeps,
+    private readonly ctx: Pick<SessionContext, 'metrics' | 'timers'>,
+    private readonly o: RelayOptions,
   ) {
-    this.log = d.log.child({ session: params.sessionId ?? null });
+    this.log = shell.log;
     this.drainWanted = sinks.some((s) => s.outlivesClient);
-    d.metrics.sessionsTotal.inc();
-    d.metrics.state.sessions++;
     this.linked = this.link();
   }
 
-  info(base: Omit<InfoMessage, 'event' | 'provider' | 'sessionId'>): void {
-    const msg: InfoMessage = { event: 'info', ...base, provider: this.params.provider, sessionId: this.params.sessionId ?? null };
-    this.client.send(JSON.stringify(msg));
+  info(base: InfoBase): void {
+    this.shell.info(base);
   }
 
   handle(data: string | ArrayBuffer | Uint8Array): void {
@@ -117,7 +109,7 @@ export class RelaySession implements SessionHandle {
   close(): Promise<void> {
     if (!this.closing) {
       this.closing = this.finish();
-      this.d.waitUntil?.(this.closing);
+      this.o.waitUntil?.(this.closing);
     }
     return this.closing;
   }
@@ -125,16 +117,16 @@ export class RelaySession implements SessionHandle {
   private async link(): Promise<void> {
     let socket: OutboundSocket;
     try {
-      socket = await this.d.connect({
+      socket = await this.o.connect({
         message: (data) => this.fromUpstream(data),
         close: (code, reason) => this.upstreamClosed(code, reason),
       });
     } catch (error) {
-      this.d.metrics.relayErrors.inc({ reason: 'unavailable' });
+      this.ctx.metrics.relayErrors.inc({ reason: 'unavailable' });
       this.log.warn('transcriber unavailable', { error });
       this.backlog = [];
       // The close reason is all some clients show; the event says it where messages are read.
-      if (!this.clientGone) this.client.send(errorMessage('transcriber_unavailable', 'no transcriber could be reached; reconnect later'));
+      if (!this.clientGone) this.shell.send(errorMessage('transcriber_unavailable', 'no transcriber could be reached; reconnect later'));
       this.end(UNAVAILABLE, 'transcription container unavailable; try again later');
       return;
     }
@@ -147,9 +139,9 @@ export class RelaySession implements SessionHandle {
     this.backlog = [];
     this.backlogSize = 0;
     this.log.info('transcriber linked');
-    const keepAlive = this.d.keepAlive;
+    const keepAlive = this.o.keepAlive;
     if (keepAlive) {
-      this.keepAliveTimer = this.d.timers.setInterval(() => {
+      this.keepAliveTimer = this.ctx.timers.setInterval(() => {
         keepAlive.renew().catch((error: unknown) => this.log.warn('transcriber keep-alive failed', { error }));
       }, keepAlive.everyMs);
     }
@@ -172,12 +164,12 @@ export class RelaySession implements SessionHandle {
         this.log.debug('transcriber info', { info: data.slice(0, 512) });
         return;
       case 'transcription-result':
-        if (!this.clientGone && sentToClient(this.params, msg.is_interim === true)) this.client.send(data);
+        if (!this.clientGone && this.shell.wants(msg.is_interim === true)) this.shell.send(data);
         // The transcriber is our own server: its results have the docs/PROTOCOL.md §5.3 shape.
         for (const sink of this.sinks) sink.deliver(msg as TranscriptionResult);
         return;
       default:
-        if (!this.clientGone) this.client.send(data);
+        if (!this.clientGone) this.shell.send(data);
     }
   }
 
@@ -188,7 +180,7 @@ export class RelaySession implements SessionHandle {
       this.onUpstreamClosed?.();
       return;
     }
-    this.d.metrics.relayErrors.inc({ reason: 'lost' });
+    this.ctx.metrics.relayErrors.inc({ reason: 'lost' });
     this.log.warn('transcriber link closed', { code, reason });
     // A policy refusal (limits, auth) is the client's to see; reconnecting would not help.
     if (code === 1008) this.end(1008, reason);
@@ -199,7 +191,7 @@ export class RelaySession implements SessionHandle {
   private end(code: number, reason: string): void {
     if (this.clientGone) return;
     try {
-      this.client.close(code, clipReason(reason));
+      this.shell.close(code, clipReason(reason));
     } catch (error) {
       this.log.debug('client socket already closed', { error });
     }
@@ -213,8 +205,7 @@ export class RelaySession implements SessionHandle {
     this.stopKeepAlive();
     this.backlog = [];
     await Promise.all(this.sinks.map((s) => s.close()));
-    this.d.metrics.state.sessions--;
-    this.log.info('session closed', { tags: this.tags.size });
+    this.shell.closed({ tags: this.tags.size });
   }
 
   /**
@@ -226,15 +217,8 @@ export class RelaySession implements SessionHandle {
     const upstream = this.upstream;
     if (!upstream) return;
     for (const tag of this.tags) upstream.send(JSON.stringify({ event: 'stop', stop: { tag } }));
-    await new Promise<void>((resolve) => {
-      const timer = this.d.timers.setTimeout(() => done(), this.d.drainMs);
-      const done = () => {
-        this.d.timers.clearTimeout(timer);
-        this.onUpstreamClosed = undefined;
-        resolve();
-      };
-      this.onUpstreamClosed = done;
-    });
+    await withDeadline(new Promise<void>((resolve) => (this.onUpstreamClosed = resolve)), this.o.drainMs, this.ctx.timers);
+    this.onUpstreamClosed = undefined;
     this.upstream?.close(1000, 'client closed');
   }
 
@@ -246,7 +230,7 @@ export class RelaySession implements SessionHandle {
       return false;
     }
     if (msg?.event !== 'ping') return false;
-    this.client.send(pong(msg.id));
+    this.shell.pong(msg.id);
     return true;
   }
 
@@ -259,12 +243,9 @@ export class RelaySession implements SessionHandle {
   /** Holds a frame until the transcriber is reached; start and stop are always kept. */
   private hold(frame: Frame): void {
     const size = typeof frame === 'string' ? frame.length : frame.byteLength;
-    if (this.backlogSize + size > this.d.backlogBytes && !(typeof frame === 'string' && CONTROL.test(frame))) {
-      this.d.metrics.inputErrors.inc({ reason: 'relay_backlog_full' });
-      const n = ++this.dropped;
-      if (n <= 5 || Number.isInteger(Math.log10(n))) {
-        this.log.warn('frame dropped while the transcriber starts', { backlogBytes: this.d.backlogBytes, dropped: n });
-      }
+    if (this.backlogSize + size > this.o.backlogBytes && !(typeof frame === 'string' && CONTROL.test(frame))) {
+      const n = this.shell.countRefusal('relay_backlog_full');
+      if (n !== undefined) this.log.warn('frame dropped while the transcriber starts', { backlogBytes: this.o.backlogBytes, dropped: n });
       return;
     }
     this.backlog.push(frame);
@@ -273,7 +254,7 @@ export class RelaySession implements SessionHandle {
 
   private stopKeepAlive(): void {
     if (this.keepAliveTimer === undefined) return;
-    this.d.timers.clearInterval(this.keepAliveTimer);
+    this.ctx.timers.clearInterval(this.keepAliveTimer);
     this.keepAliveTimer = undefined;
   }
 }

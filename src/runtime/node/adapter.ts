@@ -1,0 +1,34 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { serve } from '@hono/node-server';
+import { listenFailure, sharedCodec, type ServerAdapter } from '../server.ts';
+import { nodeBase64 } from './base64.ts';
+import { nodeConnector } from './connector.ts';
+import { loadOpusModule } from './wasm.ts';
+import { createNodeWebSocket } from './websocket.ts';
+
+type NodeWebSockets = ReturnType<typeof createNodeWebSocket>;
+
+/** Node's seams for startServer: @hono/node-server, and our `ws` upgrade adapter. */
+export const nodeAdapter: ServerAdapter<NodeWebSockets> = {
+  runtime: 'node',
+  connector: nodeConnector,
+  base64: nodeBase64,
+  codec: sharedCodec(loadOpusModule),
+  webSockets: (options) => createNodeWebSocket(options),
+  async listen(app, sockets, at) {
+    const server = await new Promise<Server>((resolve, reject) => {
+      const s = serve({ fetch: app.fetch, port: at.port, hostname: at.host }, () => resolve(s as Server));
+      s.once('error', (error) => reject(listenFailure(error, at.host, at.port)));
+    });
+    sockets.injectWebSocket(server, app);
+    return {
+      port: (server.address() as AddressInfo).port,
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections?.();
+        }),
+    };
+  },
+};

@@ -1,0 +1,67 @@
+import type { Config } from '../config.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { OpusCodec } from '../codec/opus.ts';
+import type { SocketConnector } from '../net.ts';
+import { ProviderHealth } from '../providers/health.ts';
+import type { Provider } from '../providers/provider.ts';
+import { portableBase64, type Base64Codec } from '../util/base64.ts';
+import { systemTimers, type Timers } from '../util/timers.ts';
+import type { SessionContext, SessionFactory } from './ports.ts';
+import { Session } from './session.ts';
+import { SessionShell } from './shell.ts';
+
+export interface LocalSessionsDeps {
+  /** The configured providers and the session limits. */
+  config: Pick<Config, 'providers'> & SessionContext['limits'];
+  /** The shared Opus codec (one WASM instance hosts every decoder); loaded once. */
+  codec: () => Promise<OpusCodec>;
+  connector: SocketConnector;
+  base64?: Base64Codec;
+  log: Logger;
+  metrics: Metrics;
+  timers?: Timers;
+}
+
+/**
+ * Sessions transcribed in this process: the WASM decoder, and a client per configured
+ * provider, built here and only here. /health learns of the providers from the sessions' own
+ * connection attempts.
+ */
+export function localSessions(deps: LocalSessionsDeps): SessionFactory {
+  const base64 = deps.base64 ?? portableBase64;
+  const timers = deps.timers ?? systemTimers;
+  const health = new ProviderHealth();
+  const providers = new Map<string, Provider>(
+    deps.config.providers.map((p) => [p.name, health.watch(p.create({ connector: deps.connector, base64, timers }))]),
+  );
+  const names = [...providers.keys()];
+  let sequence = 0;
+  const idPrefix = crypto.randomUUID().slice(0, 8);
+  const ctx: SessionContext = {
+    log: deps.log,
+    metrics: deps.metrics,
+    timers,
+    limits: deps.config,
+    // Unique within the process (and so the session), and never derived from the clock alone.
+    newId: () => `${idPrefix}-${(++sequence).toString(36)}-${crypto.randomUUID().slice(0, 8)}`,
+  };
+  let codec: OpusCodec | undefined;
+
+  return {
+    providers: names,
+    problems: () => health.problems(names),
+    async prepare() {
+      const loaded = await deps.codec();
+      codec = loaded;
+      deps.metrics.state.liveDecoders = () => loaded.liveDecoders;
+    },
+    open: (params, client, sinks) =>
+      new Session(new SessionShell(params, client, ctx), sinks, ctx, {
+        // prepare() runs before every upgrade, so the codec is loaded by now.
+        codec: codec!,
+        provider: providers.get(params.provider)!,
+        base64,
+      }),
+  };
+}

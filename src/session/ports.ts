@@ -1,0 +1,94 @@
+/**
+ * The contracts between the app (routes), the session engines and the runtimes. Everything
+ * below src/app.ts depends on these rather than on the app, so the app stays a leaf that
+ * only runtime entries import.
+ */
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { InfoMessage, TranscriptionResult } from '../protocol/outbound.ts';
+import type { TranscribeParams } from '../protocol/query.ts';
+import type { Timers } from '../util/timers.ts';
+
+/** The media server's socket, as a session writes to it. */
+export interface ClientSocket {
+  send(text: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** A destination of a session's transcripts: the client socket, the dispatcher… */
+export interface TranscriptSink {
+  /** Whether finals must still be produced after the client socket has closed. */
+  readonly outlivesClient: boolean;
+  /** Must not block: a slow destination buffers on its own, never delaying the others. */
+  deliver(result: TranscriptionResult): void;
+  /** Session end: flush what is pending (bounded), then release everything. */
+  close(): Promise<void>;
+}
+
+/** What a sink factory knows of a session when it is opened. */
+export interface SessionInfo {
+  sessionId: string | undefined;
+  /** The query parameter when given, else the environment's USE_DISPATCHER. */
+  useDispatcher: boolean;
+}
+
+/** Sinks besides the client socket for one session, e.g. the dispatcher when it asks for it. */
+export type SinkFactory = (session: SessionInfo) => TranscriptSink[];
+
+/** The `info` fields the app knows; the session adds its provider and sessionId. */
+export type InfoBase = Omit<InfoMessage, 'event' | 'provider' | 'sessionId'>;
+
+/** The session behind one client socket, as the app drives it. */
+export interface SessionHandle {
+  /** Sends the first message on the socket. */
+  info(base: InfoBase): void;
+  handle(data: string | ArrayBuffer | Uint8Array): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Runs the sessions the app has validated and upgraded: here (decoder and providers in this
+ * process), or relayed to a transcriber elsewhere (the Cloudflare Worker in front of its
+ * container). Validation, refusals and routes stay the app's.
+ */
+export interface SessionFactory {
+  /** The providers a session may name, in priority order: the first serves sessions that name none. */
+  readonly providers: readonly string[];
+  /** Why no session could be transcribed now, one line each (for /health); empty while one can. */
+  problems(): string[];
+  /** Before the upgrade, so that a failure is an HTTP error rather than a socket closed at once. */
+  prepare(): Promise<void>;
+  /** `sinks` are the ones besides the client socket; the session owns what reaches `client`. */
+  open(params: TranscribeParams, client: ClientSocket, sinks: TranscriptSink[]): SessionHandle;
+}
+
+/** The operator's limits a session runs under (see Config). */
+export interface SessionLimits {
+  /** Silence after which a participant's utterance is flushed. */
+  forceCommitMs: number;
+  maxMessageBytes: number;
+  /** Live participant streams per session (0: no limit). */
+  maxParticipants: number;
+  /** Audio held per participant while its provider connects or backs off. */
+  providerQueueMs: number;
+  /** At session end (or a stream's), how long in-flight utterances get to produce their finals. */
+  finishTimeoutMs: number;
+}
+
+/**
+ * What every layer of a session needs from its surroundings, shared by reference from the
+ * session factory down to each provider stream. Layers narrow only the log (`scoped`).
+ */
+export interface SessionContext {
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly timers: Timers;
+  readonly limits: SessionLimits;
+  /** A message id unique within the process (a transcript's `message_id`). */
+  newId(): string;
+}
+
+/** The same context, its log lines carrying `fields` too (session, tag…). */
+export function scoped(ctx: SessionContext, fields: Record<string, unknown>): SessionContext {
+  return { ...ctx, log: ctx.log.child(fields) };
+}
