@@ -2,6 +2,7 @@ import * as v from 'valibot';
 import { ConnectError, toWebSocketUrl, type OutboundSocket } from '../net.ts';
 import { envBool, envInt, envString, envUrl } from '../util/env-schema.ts';
 import { maskSecret } from '../util/redact.ts';
+import { withDeadline } from '../util/timers.ts';
 import {
   ProviderError,
   defineProvider,
@@ -143,22 +144,17 @@ class DeepgramConnection implements ProviderConnection {
     }, FINALIZE_GRACE_MS);
   }
 
-  finish(timeoutMs: number): Promise<void> {
+  async finish(timeoutMs: number): Promise<void> {
     this.flush();
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        this.deps.timers.clearTimeout(timer);
-        this.onEnd = undefined;
-        this.endUtterance();
-        this.close();
-        resolve();
-      };
-      const timer = this.deps.timers.setTimeout(done, timeoutMs);
-      if (this.ended || this.closing) return done();
-      this.onEnd = done;
+    if (!this.ended && !this.closing) {
+      const ended = new Promise<void>((resolve) => (this.onEnd = resolve));
       // Deepgram answers with the last results and Metadata, then closes.
       this.sendText('{"type":"CloseStream"}');
-    });
+      await withDeadline(ended, timeoutMs, this.deps.timers);
+      this.onEnd = undefined;
+    }
+    this.endUtterance();
+    this.close();
   }
 
   close(): void {

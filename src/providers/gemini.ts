@@ -2,6 +2,7 @@ import * as v from 'valibot';
 import { toWebSocketUrl, type OutboundSocket } from '../net.ts';
 import { envString, envUrl } from '../util/env-schema.ts';
 import { maskSecret, redactUrl } from '../util/redact.ts';
+import { withDeadline } from '../util/timers.ts';
 import {
   ProviderError,
   defineProvider,
@@ -78,25 +79,25 @@ class GeminiConnection implements ProviderConnection {
   /** Sends the setup; resolves on `setupComplete`, before which no audio may be sent. */
   start(socket: OutboundSocket, setup: object): Promise<void> {
     this.socket = socket;
-    return new Promise<void>((resolve, reject) => {
-      const timer = this.deps.timers.setTimeout(() => {
-        this.setup?.reject(new ProviderError(`Gemini did not confirm the session setup within ${SETUP_TIMEOUT_MS} ms`, 'unreachable'));
-        socket.close(1000, 'setup timed out');
-      }, SETUP_TIMEOUT_MS);
+    const confirmed = new Promise<void>((resolve, reject) => {
       this.setup = {
         resolve: () => {
-          this.deps.timers.clearTimeout(timer);
           this.setup = undefined;
           resolve();
         },
         reject: (err) => {
-          this.deps.timers.clearTimeout(timer);
           this.setup = undefined;
           this.closing = true;
           reject(err);
         },
       };
-      socket.send(JSON.stringify(setup));
+    });
+    socket.send(JSON.stringify(setup));
+    return withDeadline(confirmed, SETUP_TIMEOUT_MS, this.deps.timers, () => {
+      const err = new ProviderError(`Gemini did not confirm the session setup within ${SETUP_TIMEOUT_MS} ms`, 'unreachable');
+      this.setup?.reject(err);
+      socket.close(1000, 'setup timed out');
+      throw err;
     });
   }
 
@@ -115,33 +116,28 @@ class GeminiConnection implements ProviderConnection {
     this.awaitingSince = this.deps.timers.now();
   }
 
-  finish(timeoutMs: number): Promise<void> {
+  async finish(timeoutMs: number): Promise<void> {
     this.flush();
-    return new Promise<void>((resolve) => {
-      let settle: unknown;
-      const done = () => {
-        this.deps.timers.clearTimeout(timer);
-        this.deps.timers.clearTimeout(settle);
-        this.idle = undefined;
-        this.finished = undefined;
-        this.endTurn(false);
-        this.close();
-        resolve();
-      };
-      const timer = this.deps.timers.setTimeout(done, timeoutMs);
-      this.finished = done;
-      this.idle = () => {
-        if (this.turn) return;
-        const since = this.awaitingSince;
-        if (since !== undefined && this.deps.timers.now() - since < SETTLE_MS) return;
-        done();
-      };
-      if (this.closing) return done();
-      if (this.awaitingSince !== undefined) {
-        settle = this.deps.timers.setTimeout(() => this.idle?.(), SETTLE_MS - (this.deps.timers.now() - this.awaitingSince));
-      }
-      this.idle();
-    });
+    if (!this.closing) {
+      const { timers } = this.deps;
+      const quiet = new Promise<void>((resolve) => {
+        this.finished = resolve;
+        this.idle = () => {
+          if (this.turn) return;
+          const since = this.awaitingSince;
+          if (since === undefined || timers.now() - since >= SETTLE_MS) resolve();
+        };
+      });
+      const since = this.awaitingSince;
+      const settle = since === undefined ? undefined : timers.setTimeout(() => this.idle?.(), SETTLE_MS - (timers.now() - since));
+      this.idle?.();
+      await withDeadline(quiet, timeoutMs, timers);
+      timers.clearTimeout(settle);
+      this.idle = undefined;
+      this.finished = undefined;
+    }
+    this.endTurn(false);
+    this.close();
   }
 
   close(): void {

@@ -2,6 +2,7 @@ import * as v from 'valibot';
 import { ConnectError, toWebSocketUrl, type OutboundSocket } from '../net.ts';
 import { envJson, envOptionalString, envString, envUrl } from '../util/env-schema.ts';
 import { maskSecret } from '../util/redact.ts';
+import { withDeadline } from '../util/timers.ts';
 import {
   ProviderError,
   defineProvider,
@@ -94,24 +95,24 @@ class OpenAIConnection implements ProviderConnection {
   /** Sends the session.update; resolves on `session.updated`, rejects on the error that refuses it. */
   start(socket: OutboundSocket, sessionUpdate: object): Promise<void> {
     this.socket = socket;
-    return new Promise<void>((resolve, reject) => {
-      const timer = this.deps.timers.setTimeout(() => {
-        this.setup?.reject(new ProviderError(`OpenAI did not confirm the session within ${SETUP_TIMEOUT_MS} ms`, 'unreachable'));
-      }, SETUP_TIMEOUT_MS);
+    const confirmed = new Promise<void>((resolve, reject) => {
       this.setup = {
         resolve: () => {
-          this.deps.timers.clearTimeout(timer);
           this.setup = undefined;
           resolve();
         },
         reject: (err) => {
-          this.deps.timers.clearTimeout(timer);
           this.setup = undefined;
           this.close();
           reject(err);
         },
       };
-      socket.send(JSON.stringify(sessionUpdate));
+    });
+    socket.send(JSON.stringify(sessionUpdate));
+    return withDeadline(confirmed, SETUP_TIMEOUT_MS, this.deps.timers, () => {
+      const err = new ProviderError(`OpenAI did not confirm the session within ${SETUP_TIMEOUT_MS} ms`, 'unreachable');
+      this.setup?.reject(err);
+      throw err;
     });
   }
 
@@ -127,21 +128,17 @@ class OpenAIConnection implements ProviderConnection {
     this.awaitingCommit = true;
   }
 
-  finish(timeoutMs: number): Promise<void> {
+  async finish(timeoutMs: number): Promise<void> {
     this.flush();
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        this.deps.timers.clearTimeout(timer);
-        this.idle = undefined;
-        this.close();
-        resolve();
-      };
-      const timer = this.deps.timers.setTimeout(done, timeoutMs);
+    const drained = new Promise<void>((resolve) => {
       this.idle = () => {
-        if (!this.awaitingCommit && this.items.size === 0) done();
+        if (!this.awaitingCommit && this.items.size === 0) resolve();
       };
-      this.idle();
     });
+    this.idle?.();
+    await withDeadline(drained, timeoutMs, this.deps.timers);
+    this.idle = undefined;
+    this.close();
   }
 
   close(): void {

@@ -1,5 +1,5 @@
 import type { SinkFactory, TranscriptSink } from '../session/ports.ts';
-import type { Timers } from '../util/timers.ts';
+import { withDeadline, type Timers } from '../util/timers.ts';
 
 export interface TrackedSinks {
   /** The factory for `AppDeps.sinks`, whose sinks are counted until their `close` settles. */
@@ -30,16 +30,11 @@ export function trackSinks(make: SinkFactory, timers: Timers): TrackedSinks {
         live.add(tracked);
         return tracked;
       }),
-    settled: (timeoutMs) =>
-      new Promise<void>((resolve) => {
-        if (live.size === 0) return resolve();
-        const done = () => {
-          timers.clearTimeout(timer);
-          waiters.delete(done);
-          resolve();
-        };
-        const timer = timers.setTimeout(done, timeoutMs);
-        waiters.add(done);
-      }),
+    async settled(timeoutMs) {
+      if (live.size === 0) return;
+      let wake = () => {};
+      await withDeadline(new Promise<void>((resolve) => waiters.add((wake = resolve))), timeoutMs, timers);
+      waiters.delete(wake);
+    },
   };
 }

@@ -1,4 +1,5 @@
-import { ConnectError, type SocketConnector } from '../../net.ts';
+import { ConnectError, type OutboundSocket, type SocketConnector } from '../../net.ts';
+import { systemTimers, withDeadline } from '../../util/timers.ts';
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -23,30 +24,22 @@ export function handshakeStatus(message: string): number | undefined {
 export const denoConnector: SocketConnector = {
   supportsHeaders: true,
   connect(url, options, handlers) {
-    return new Promise((resolve, reject) => {
-      let ws: WebSocket;
-      try {
-        ws = new DenoWebSocket(url, { protocols: options.protocols ?? [], headers: options.headers ?? {} });
-      } catch (error) {
-        reject(new ConnectError(error instanceof Error ? error.message : String(error)));
-        return;
-      }
-      // Client sockets default to Blob, which would make every binary frame async.
-      ws.binaryType = 'arraybuffer';
-      let opened = false;
-      let failed = false;
+    let ws: WebSocket;
+    try {
+      ws = new DenoWebSocket(url, { protocols: options.protocols ?? [], headers: options.headers ?? {} });
+    } catch (error) {
+      return Promise.reject(new ConnectError(error instanceof Error ? error.message : String(error)));
+    }
+    // Client sockets default to Blob, which would make every binary frame async.
+    ws.binaryType = 'arraybuffer';
+    let opened = false;
+    let failed = false;
+    const handshake = new Promise<OutboundSocket>((resolve, reject) => {
       const fail = (error: ConnectError) => {
         if (opened || failed) return;
         failed = true;
-        clearTimeout(timer);
         reject(error);
       };
-      const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
-      const timer = setTimeout(() => {
-        fail(new ConnectError(`handshake timed out after ${timeoutMs} ms`));
-        ws.close();
-      }, timeoutMs);
-
       // Listeners go on before `open` so a message sent right after the handshake is kept.
       ws.onmessage = (event: MessageEvent<string | ArrayBuffer>) => {
         const data = event.data;
@@ -64,7 +57,6 @@ export const denoConnector: SocketConnector = {
       ws.onopen = () => {
         if (failed) return;
         opened = true;
-        clearTimeout(timer);
         resolve({
           // Our bytes never live in a SharedArrayBuffer; TS 6's lib just cannot tell.
           send: (data) => ws.send(data as string | Uint8Array<ArrayBuffer>),
@@ -74,6 +66,12 @@ export const denoConnector: SocketConnector = {
           },
         });
       };
+    });
+    const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    return withDeadline(handshake, timeoutMs, systemTimers, () => {
+      failed = true;
+      ws.close();
+      throw new ConnectError(`handshake timed out after ${timeoutMs} ms`);
     });
   },
 };

@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 import { ConnectError, type SocketConnector } from '../../net.ts';
+import { systemTimers, withDeadline } from '../../util/timers.ts';
 
 const MAX_REFUSAL_BODY = 2048;
 /** A refusal whose body never ends must not hold the caller's retry. */
@@ -45,8 +46,15 @@ export function createNodeConnector({ heartbeatMs = HEARTBEAT_MS } = {}): Socket
           // The body and headers say why (a bad key, a bad parameter); keep a bounded excerpt.
           const chunks: Buffer[] = [];
           let size = 0;
-          const done = () => {
-            clearTimeout(bodyTimer);
+          res.on('data', (chunk: Buffer) => {
+            if (size < MAX_REFUSAL_BODY) chunks.push(chunk);
+            size += chunk.length;
+          });
+          const ended = new Promise<void>((resolve) => {
+            res.on('end', resolve);
+            res.on('error', () => resolve());
+          });
+          void withDeadline(ended, REFUSAL_BODY_WAIT_MS, systemTimers).then(() => {
             const headers: Record<string, string> = {};
             for (const [name, value] of Object.entries(res.headers)) {
               if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
@@ -54,14 +62,7 @@ export function createNodeConnector({ heartbeatMs = HEARTBEAT_MS } = {}): Socket
             const body = Buffer.concat(chunks).toString('utf8').slice(0, MAX_REFUSAL_BODY);
             reject(new ConnectError(`handshake refused with HTTP ${res.statusCode}`, res.statusCode, { headers, body }));
             ws.terminate();
-          };
-          const bodyTimer = setTimeout(done, REFUSAL_BODY_WAIT_MS);
-          res.on('data', (chunk: Buffer) => {
-            if (size < MAX_REFUSAL_BODY) chunks.push(chunk);
-            size += chunk.length;
           });
-          res.on('end', done);
-          res.on('error', done);
         });
         ws.on('error', (err) => {
           if (!opened) reject(new ConnectError(err.message));

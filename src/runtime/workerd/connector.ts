@@ -1,4 +1,5 @@
 import { ConnectError, type HandshakeRefusal, type OutboundSocket, type SocketConnector, type SocketHandlers } from '../../net.ts';
+import { systemTimers, withDeadline } from '../../util/timers.ts';
 import { closeBack } from './websocket.ts';
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -83,11 +84,10 @@ async function bodyExcerpt(response: Response): Promise<string> {
   if (reader === undefined) return '';
   const chunks: Uint8Array[] = [];
   let size = 0;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const gaveUp = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), REFUSAL_BODY_WAIT_MS)));
+  const giveUpAt = Date.now() + REFUSAL_BODY_WAIT_MS;
   try {
     while (size < MAX_REFUSAL_BODY) {
-      const next = await Promise.race([reader.read(), gaveUp]);
+      const next = await withDeadline(reader.read(), giveUpAt - Date.now(), systemTimers);
       if (next === undefined || next.done) break;
       chunks.push(next.value);
       size += next.value.length;
@@ -95,7 +95,6 @@ async function bodyExcerpt(response: Response): Promise<string> {
   } catch {
     // What arrived before the failure is still worth reporting.
   } finally {
-    if (timer !== undefined) clearTimeout(timer);
     reader.cancel().catch(() => {});
   }
   const bytes = new Uint8Array(size);

@@ -1,7 +1,7 @@
 import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { TranscriptionResult } from '../../protocol/outbound.ts';
-import { backoffMs, type Timers } from '../../util/timers.ts';
+import { backoffMs, withDeadline, type Timers } from '../../util/timers.ts';
 import type { TranscriptSink } from '../../session/ports.ts';
 import { toDispatcherMessage } from './message.ts';
 import { BoundedQueue, outgoing, type Outgoing, type QueueLimits } from './queue.ts';
@@ -77,16 +77,12 @@ export class DispatcherSink implements TranscriptSink {
     // The session is ending: try now rather than at the end of a backoff.
     this.cancelRetry();
     this.kick();
-    await new Promise<void>((resolve) => {
-      const timer = timers.setTimeout(() => finish(), Math.max(0, this.deadline - timers.now()));
-      const finish = () => {
-        timers.clearTimeout(timer);
-        this.onIdle = undefined;
-        resolve();
-      };
-      this.onIdle = finish;
-      if (this.idle()) finish();
+    const idle = new Promise<void>((resolve) => {
+      this.onIdle = resolve;
+      if (this.idle()) resolve();
     });
+    await withDeadline(idle, this.deadline - timers.now(), timers);
+    this.onIdle = undefined;
     this.closed = true;
     this.cancelRetry();
     const left = this.tracked(() => this.queue.clear());

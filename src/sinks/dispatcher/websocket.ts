@@ -1,7 +1,7 @@
 import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { OutboundSocket, SocketConnector } from '../../net.ts';
-import { sleep, type Timers } from '../../util/timers.ts';
+import { sleep, withDeadline, type Timers } from '../../util/timers.ts';
 import type { DispatcherConfig } from '../../config.ts';
 import type { SinkFactory } from '../../session/ports.ts';
 import type { Outgoing } from './queue.ts';
@@ -82,13 +82,7 @@ export class WebSocketTransport implements DispatchTransport {
     this.closing = true;
     const { timers } = this.o;
     // A send stuck in a handshake must not hold the session's end past the deadline.
-    await new Promise<void>((resolve) => {
-      const timer = timers.setTimeout(resolve, Math.max(0, deadline - timers.now()));
-      void this.lock.then(() => {
-        timers.clearTimeout(timer);
-        resolve();
-      });
-    });
+    await withDeadline(this.lock, deadline - timers.now(), timers);
     const conn = this.current;
     this.current = undefined;
     if (conn && !conn.closed) await this.retire(conn, Math.max(deadline, timers.now() + (this.o.closeTimeoutMs ?? 1_000)));
@@ -186,41 +180,38 @@ export class WebSocketTransport implements DispatchTransport {
    * handshake confirms everything written before it; otherwise the unconfirmed finals are
    * handed back (or, with `handBack` false, returned for the caller to resend).
    */
-  private retire(conn: Connection, deadline: number, handBack = true): Promise<Outgoing[]> {
+  private async retire(conn: Connection, deadline: number, handBack = true): Promise<Outgoing[]> {
     const { timers } = this.o;
     conn.retiring = true;
     timers.clearTimeout(conn.recycleTimer);
-    return new Promise((resolve) => {
-      const finish = () => {
-        timers.clearTimeout(timer);
-        conn.onClosed = undefined;
-        const clean = conn.closed?.code === 1000;
-        this.o.log.info('Dispatcher connection closed', {
-          code: conn.closed?.code ?? null,
-          connection: conn.id,
-          ...(clean ? {} : { unconfirmed: conn.unconfirmed.length }),
-        });
-        if (clean) {
-          conn.unconfirmed = [];
-          return resolve([]);
-        }
-        if (handBack) {
-          this.handBackUnconfirmed(conn);
-          return resolve([]);
-        }
-        const doubtful = conn.unconfirmed.map((u) => u.item);
-        conn.unconfirmed = [];
-        resolve(doubtful);
-      };
-      const timer = timers.setTimeout(finish, Math.max(0, deadline - timers.now()));
-      conn.onClosed = finish;
-      if (conn.closed) return finish();
+    if (!conn.closed) {
+      const closed = new Promise<void>((resolve) => (conn.onClosed = resolve));
+      let closing = true;
       try {
         conn.socket!.close(1000, 'session ended');
       } catch {
-        finish();
+        closing = false;
       }
+      if (closing) await withDeadline(closed, deadline - timers.now(), timers);
+      conn.onClosed = undefined;
+    }
+    const clean = conn.closed?.code === 1000;
+    this.o.log.info('Dispatcher connection closed', {
+      code: conn.closed?.code ?? null,
+      connection: conn.id,
+      ...(clean ? {} : { unconfirmed: conn.unconfirmed.length }),
     });
+    if (clean) {
+      conn.unconfirmed = [];
+      return [];
+    }
+    if (handBack) {
+      this.handBackUnconfirmed(conn);
+      return [];
+    }
+    const doubtful = conn.unconfirmed.map((u) => u.item);
+    conn.unconfirmed = [];
+    return doubtful;
   }
 
   private handBackUnconfirmed(conn: Connection): void {
