@@ -2,7 +2,7 @@ import * as v from 'valibot';
 import type { LogLevel } from './log.ts';
 import type { ProviderDeps, Provider, ProviderModule } from './providers/provider.ts';
 import { toWebSocketScheme } from './net.ts';
-import { envBool, envInt, envJson, envNumber, envString, parseEnvWith } from './util/env-schema.ts';
+import { envBool, envInt, envJson, envNumber, envString, parseEnvWith, urlString } from './util/env-schema.ts';
 
 const Env = v.object({
   /** 0 picks a free port (tests, launchers). */
@@ -66,23 +66,10 @@ const isHeaderObject = (value: unknown): value is Record<string, string> =>
   !Array.isArray(value) &&
   Object.values(value).every((header) => typeof header === 'string');
 
-const wsUrl = v.optional(
-  v.pipe(
-    v.string(),
-    v.trim(),
-    v.check((s) => {
-      try {
-        return ['ws:', 'wss:', 'http:', 'https:'].includes(new URL(s).protocol);
-      } catch {
-        return false;
-      }
-    }, 'must be a URL starting with ws://, wss://, http:// or https://'),
-    v.transform(toWebSocketScheme),
-  ),
-);
-
 const DispatcherEnv = v.object({
-  DISPATCHER_WS_URL: wsUrl,
+  DISPATCHER_WS_URL: v.optional(
+    v.pipe(urlString(['ws:', 'wss:', 'http:', 'https:'], 'must be a URL starting with ws://, wss://, http:// or https://'), v.transform(toWebSocketScheme)),
+  ),
   // The message never quotes the value: it holds credentials.
   DISPATCHER_HEADERS: envJson(isHeaderObject, 'a JSON object of header names to string values, e.g. {"Authorization":"Bearer …"}'),
   DISPATCHER_RECONNECT_INTERVAL: envInt(1_800_000, 0, 7 * 86_400_000),

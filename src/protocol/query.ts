@@ -1,5 +1,5 @@
 import * as v from 'valibot';
-import { BOOLEAN_VALUES, parseBoolean } from '../util/bool.ts';
+import { BOOLEAN_VALUES, booleanString, parseBoolean } from '../util/bool.ts';
 import type { InputEncoding } from './inbound.ts';
 
 export interface TranscribeParams {
@@ -35,18 +35,7 @@ const ENCODINGS: Record<string, InputEncoding> = { opus: 'opus', 'ogg-opus': 'og
 const got = (input: unknown) => `got "${clip(String(input))}"`;
 
 /** Read as environment booleans are (`parseBoolean`), so `sendBack=1` means what USE_DISPATCHER=1 does. */
-const flag = (name: string) =>
-  v.optional(
-    v.pipe(
-      v.string(),
-      v.rawTransform(({ dataset, addIssue, NEVER }) => {
-        const value = parseBoolean(dataset.value);
-        if (value !== undefined) return value;
-        addIssue({ message: `${name} must be ${BOOLEAN_VALUES}, ${got(dataset.value)}` });
-        return NEVER;
-      }),
-    ),
-  );
+const flag = (name: string) => v.optional(booleanString((input) => `${name} must be ${BOOLEAN_VALUES}, ${got(input)}`));
 
 /**
  * The `/transcribe` query, checked before the upgrade. Every problem is reported at once,

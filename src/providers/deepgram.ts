@@ -1,12 +1,12 @@
 import * as v from 'valibot';
-import { ConnectError, toWebSocketUrl, type OutboundSocket } from '../net.ts';
+import { toWebSocketUrl, type HandshakeRefusal, type OutboundSocket } from '../net.ts';
 import { envBool, envInt, envString, envUrl } from '../util/env-schema.ts';
-import { maskSecret } from '../util/redact.ts';
 import { withDeadline } from '../util/timers.ts';
 import {
   ProviderError,
   defineProvider,
-  handshakeFailure,
+  handshakeError,
+  openSocket,
   type AudioFormat,
   type ConnectionListener,
   type ConnectRequest,
@@ -65,7 +65,6 @@ const Env = v.object({
 const FINALIZE_GRACE_MS = 1_000;
 /** Sent as `utterance_end_ms`: an `UtteranceEnd` after this much silence closes an utterance whose `speech_final` never came (noise). */
 const UTTERANCE_END_MS = 1_000;
-const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 interface Word {
   text: string;
@@ -357,17 +356,9 @@ function closeError(code: number, reason: string): ProviderError {
   return new ProviderError(`Deepgram closed the connection (${detail})`, 'closed');
 }
 
-function handshakeError(err: unknown, apiKey: string): ProviderError {
-  const status = err instanceof ConnectError ? err.status : undefined;
-  const refusal = err instanceof ConnectError ? err.refusal : undefined;
-  // Deepgram says why in the `dg-error` header and the JSON body's `err_msg`.
-  const detail = refusal && (refusal.headers['dg-error'] || bodyMessage(refusal.body));
-  const what =
-    status !== undefined
-      ? `Deepgram refused the connection: HTTP ${status}${detail ? ` (${clipDetail(maskSecret(detail, apiKey))})` : ''}`
-      : `Deepgram could not be reached: ${err instanceof Error ? err.message : String(err)}`;
-  const { kind, retryable } = handshakeFailure(err);
-  return new ProviderError(maskSecret(what, apiKey), kind, retryable);
+/** Deepgram says why it refused in the `dg-error` header and the JSON body's `err_msg`. */
+function refusalDetail(refusal: HandshakeRefusal): string | undefined {
+  return refusal.headers['dg-error'] || bodyMessage(refusal.body);
 }
 
 function bodyMessage(body: string): string | undefined {
@@ -410,14 +401,7 @@ export function createDeepgram(config: DeepgramConfig, deps: ProviderDeps): Prov
     async connect(request: ConnectRequest, listener: ConnectionListener) {
       const conn = new DeepgramConnection(deps, listener, config);
       const url = listenUrl(config, request.format, request.language ?? config.language);
-      const socket = await deps.connector
-        .connect(url, { ...auth, timeoutMs: HANDSHAKE_TIMEOUT_MS }, {
-          message: (data) => conn.onMessage(data),
-          close: (code, reason) => conn.onClose(code, reason),
-        })
-        .catch((err: unknown) => {
-          throw handshakeError(err, config.apiKey);
-        });
+      const socket = await openSocket(deps, url, auth, conn, (err) => handshakeError('Deepgram', err, config.apiKey, refusalDetail));
       conn.attach(socket);
       return conn;
     },

@@ -7,6 +7,8 @@ import {
   ProviderError,
   defineProvider,
   handshakeFailure,
+  openSocket,
+  SetupWait,
   type ConnectionListener,
   type ConnectRequest,
   type Provider,
@@ -38,7 +40,6 @@ const Env = v.object({
 
 const LIVE_PATH = '/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent';
 const SAMPLE_RATE = 16_000;
-const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** A bad key or model is only reported after the setup is read, by closing the socket. */
 const SETUP_TIMEOUT_MS = 10_000;
 /**
@@ -64,7 +65,7 @@ class GeminiConnection implements ProviderConnection {
   /** When `audioStreamEnd` went out with no transcription seen since. */
   private awaitingSince: number | undefined;
   private closing = false;
-  private setup: { resolve(): void; reject(err: ProviderError): void } | undefined;
+  private setup: SetupWait | undefined;
   /** While `finish` waits: re-checks whether anything is still in flight. */
   private idle: (() => void) | undefined;
   private finished: (() => void) | undefined;
@@ -79,26 +80,14 @@ class GeminiConnection implements ProviderConnection {
   /** Sends the setup; resolves on `setupComplete`, before which no audio may be sent. */
   start(socket: OutboundSocket, setup: object): Promise<void> {
     this.socket = socket;
-    const confirmed = new Promise<void>((resolve, reject) => {
-      this.setup = {
-        resolve: () => {
-          this.setup = undefined;
-          resolve();
-        },
-        reject: (err) => {
-          this.setup = undefined;
-          this.closing = true;
-          reject(err);
-        },
-      };
-    });
-    socket.send(JSON.stringify(setup));
-    return withDeadline(confirmed, SETUP_TIMEOUT_MS, this.deps.timers, () => {
-      const err = new ProviderError(`Gemini did not confirm the session setup within ${SETUP_TIMEOUT_MS} ms`, 'unreachable');
-      this.setup?.reject(err);
+    const timedOut = () => {
       socket.close(1000, 'setup timed out');
-      throw err;
-    });
+      return new ProviderError(`Gemini did not confirm the session setup within ${SETUP_TIMEOUT_MS} ms`, 'unreachable');
+    };
+    // A refusal is a close: the socket is gone already.
+    this.setup = new SetupWait(this.deps.timers, SETUP_TIMEOUT_MS, timedOut, () => (this.closing = true));
+    socket.send(JSON.stringify(setup));
+    return this.setup.confirmed;
   }
 
   send(audio: Uint8Array, durationMs: number): void {
@@ -147,7 +136,7 @@ class GeminiConnection implements ProviderConnection {
   }
 
   onClose(code: number, reason: string): void {
-    if (this.setup) return this.setup.reject(setupError(code, reason, this.apiKey));
+    if (this.setup?.pending) return this.setup.refuse(setupError(code, reason, this.apiKey));
     if (this.finished) return this.finished();
     if (this.closing) return;
     this.closing = true;
@@ -163,7 +152,7 @@ class GeminiConnection implements ProviderConnection {
       this.listener.error(new ProviderError('Gemini sent a frame that is not a JSON object', 'protocol'));
       return;
     }
-    if (msg.setupComplete !== undefined) this.setup?.resolve();
+    if (msg.setupComplete !== undefined) this.setup?.confirm();
     const content = obj(msg, 'serverContent');
     if (content) this.onContent(content);
     if (msg.goAway !== undefined) this.listener.expiring(durationMs(str(obj(msg, 'goAway'), 'timeLeft')) ?? 0);
@@ -270,7 +259,7 @@ function closeError(code: number, reason: string, apiKey: string): ProviderError
   return new ProviderError(message, code === 1007 ? 'protocol' : 'closed');
 }
 
-function handshakeError(err: unknown, apiKey: string): ProviderError {
+function handshakeFailed(err: unknown, apiKey: string): ProviderError {
   // The key travels in the URL, which an error message could quote.
   const what = redactUrl(maskSecret(err instanceof Error ? err.message : String(err), apiKey));
   const { kind, retryable } = handshakeFailure(err);
@@ -289,14 +278,8 @@ export function createGemini(config: GeminiConfig, deps: ProviderDeps): Provider
     maxConnectionMs: 10 * 60_000,
     async connect(request: ConnectRequest, listener: ConnectionListener) {
       const conn = new GeminiConnection(deps, listener, config.apiKey);
-      const socket = await deps.connector
-        .connect(url, { timeoutMs: HANDSHAKE_TIMEOUT_MS }, {
-          message: (data) => conn.onMessage(data),
-          close: (code, reason) => conn.onClose(code, reason),
-        })
-        .catch((err: unknown) => {
-          throw handshakeError(err, config.apiKey);
-        });
+      // The key is in the URL: no header or subprotocol carries it.
+      const socket = await openSocket(deps, url, {}, conn, (err) => handshakeFailed(err, config.apiKey));
       const transcription: Record<string, unknown> = {};
       if (request.language) transcription.languageCodes = [request.language];
       await conn.start(socket, {

@@ -1,4 +1,4 @@
-import { ProviderError, type Provider, type ProviderErrorKind } from './provider.ts';
+import { ProviderError, tapProvider, type Provider, type ProviderErrorKind } from './provider.ts';
 
 /** Failures that mean a provider cannot work until someone acts: a refused key, or no route to it. */
 const BLOCKING: Readonly<Partial<Record<ProviderErrorKind, string>>> = {
@@ -17,35 +17,11 @@ export class ProviderHealth {
 
   /** `provider`, reporting the outcome of every connection to this record. */
   watch(provider: Provider): Provider {
-    const note = (err: unknown) => {
+    const note = <E>(err: E): E => {
       if (err instanceof ProviderError && BLOCKING[err.kind] !== undefined) this.blocked.set(provider.name, err);
+      return err;
     };
-    return {
-      name: provider.name,
-      maxConnectionMs: provider.maxConnectionMs,
-      formatFor: (input) => provider.formatFor(input),
-      connect: (request, listener) =>
-        provider
-          .connect(request, {
-            transcript: (t) => listener.transcript(t),
-            error: (err) => listener.error(err),
-            closed: (err) => {
-              note(err);
-              listener.closed(err);
-            },
-            expiring: (inMs) => listener.expiring(inMs),
-          })
-          .then(
-            (conn) => {
-              this.blocked.delete(provider.name);
-              return conn;
-            },
-            (err: unknown) => {
-              note(err);
-              throw err;
-            },
-          ),
-    };
+    return tapProvider(provider, { closed: note, refused: note, connected: () => this.blocked.delete(provider.name) });
   }
 
   /** Why none of `names` is usable (one line each), or nothing while one of them is. */

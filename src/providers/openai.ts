@@ -1,12 +1,13 @@
 import * as v from 'valibot';
-import { ConnectError, toWebSocketUrl, type OutboundSocket } from '../net.ts';
+import { toWebSocketUrl, type HandshakeRefusal, type OutboundSocket } from '../net.ts';
 import { envJson, envOptionalString, envString, envUrl } from '../util/env-schema.ts';
-import { maskSecret } from '../util/redact.ts';
 import { withDeadline } from '../util/timers.ts';
 import {
   ProviderError,
   defineProvider,
-  handshakeFailure,
+  handshakeError,
+  openSocket,
+  SetupWait,
   type ConnectionListener,
   type ConnectRequest,
   type Provider,
@@ -47,7 +48,6 @@ const Env = v.object({
 
 /** How long a completion may wait for an earlier item before it is released anyway. */
 const ORDER_WAIT_MS = 5_000;
-const HANDSHAKE_TIMEOUT_MS = 10_000;
 /**
  * A wrong key is accepted at the handshake and only refused by an `error` event after it;
  * the `session.updated` answer to our `session.update` is what says the session works.
@@ -82,7 +82,7 @@ class OpenAIConnection implements ProviderConnection {
   private closing = false;
   /** An error after which the service closes the socket; the close reports it. */
   private fatal: ProviderError | undefined;
-  private setup: { resolve(): void; reject(err: ProviderError): void } | undefined;
+  private setup: SetupWait | undefined;
   private idle: (() => void) | undefined;
   /** Looks again when a stalled head's wait is over: no other event may come to release what waits behind it. */
   private releaseTimer: unknown;
@@ -95,25 +95,10 @@ class OpenAIConnection implements ProviderConnection {
   /** Sends the session.update; resolves on `session.updated`, rejects on the error that refuses it. */
   start(socket: OutboundSocket, sessionUpdate: object): Promise<void> {
     this.socket = socket;
-    const confirmed = new Promise<void>((resolve, reject) => {
-      this.setup = {
-        resolve: () => {
-          this.setup = undefined;
-          resolve();
-        },
-        reject: (err) => {
-          this.setup = undefined;
-          this.close();
-          reject(err);
-        },
-      };
-    });
+    const timedOut = () => new ProviderError(`OpenAI did not confirm the session within ${SETUP_TIMEOUT_MS} ms`, 'unreachable');
+    this.setup = new SetupWait(this.deps.timers, SETUP_TIMEOUT_MS, timedOut, () => this.close());
     socket.send(JSON.stringify(sessionUpdate));
-    return withDeadline(confirmed, SETUP_TIMEOUT_MS, this.deps.timers, () => {
-      const err = new ProviderError(`OpenAI did not confirm the session within ${SETUP_TIMEOUT_MS} ms`, 'unreachable');
-      this.setup?.reject(err);
-      throw err;
-    });
+    return this.setup.confirmed;
   }
 
   send(audio: Uint8Array, durationMs: number): void {
@@ -150,7 +135,7 @@ class OpenAIConnection implements ProviderConnection {
 
   onClose(code: number, reason: string): void {
     const closed = () => this.fatal ?? new ProviderError(`OpenAI closed the connection (${code}${reason ? ` ${clipDetail(reason)}` : ''})`, 'closed');
-    if (this.setup) return this.setup.reject(closed());
+    if (this.setup?.pending) return this.setup.refuse(closed());
     if (this.closing) return;
     this.closing = true;
     this.idle?.();
@@ -169,7 +154,7 @@ class OpenAIConnection implements ProviderConnection {
     const itemId = typeof msg.item_id === 'string' ? msg.item_id : undefined;
     switch (msg.type) {
       case 'session.updated':
-        this.setup?.resolve();
+        this.setup?.confirm();
         break;
       case 'input_audio_buffer.speech_started':
         if (itemId) this.item(itemId).audioStartMs = Number(msg.audio_start_ms);
@@ -220,9 +205,9 @@ class OpenAIConnection implements ProviderConnection {
     // The service closes the socket right after the ones retrying cannot fix (3000 / 4000).
     const known = FATAL_CODES[code ?? ''] ?? FATAL_CODES[str(fields, 'type') ?? ''];
     // Before `session.updated`, any error refuses our session.update, and the same one would be refused again.
-    const classified = known ?? (this.setup ? { kind: 'handshake' as const, retryable: false } : undefined);
+    const classified = known ?? (this.setup?.pending ? { kind: 'handshake' as const, retryable: false } : undefined);
     const err = new ProviderError(`OpenAI error${code ? ` ${code}` : ''}: ${errorText(error)}`, classified?.kind ?? 'provider', classified?.retryable ?? true);
-    if (this.setup) return this.setup.reject(err);
+    if (this.setup?.pending) return this.setup.refuse(err);
     if (known && !known.retryable) this.fatal = err;
     this.listener.error(err);
   }
@@ -281,18 +266,10 @@ function errorText(error: unknown): string {
   return 'unknown error';
 }
 
-/** The handshake refused (the status, and the service's explanation) or never answered. */
-function handshakeError(err: unknown, apiKey: string): ProviderError {
-  const status = err instanceof ConnectError ? err.status : undefined;
-  const body = err instanceof ConnectError ? err.refusal?.body : undefined;
-  const json = body ? parseObject(body) : undefined;
-  const detail = (json && str(asObject(json.error), 'message')) || body?.trim();
-  const what =
-    status !== undefined
-      ? `OpenAI refused the connection: HTTP ${status}${detail ? ` (${clipDetail(maskSecret(detail, apiKey))})` : ''}`
-      : `OpenAI could not be reached: ${err instanceof Error ? err.message : String(err)}`;
-  const { kind, retryable } = handshakeFailure(err);
-  return new ProviderError(maskSecret(what, apiKey), kind, retryable);
+/** OpenAI explains a refused handshake in its JSON body's `error.message`. */
+function refusalDetail(refusal: HandshakeRefusal): string | undefined {
+  const json = refusal.body ? parseObject(refusal.body) : undefined;
+  return (json && str(asObject(json.error), 'message')) || refusal.body.trim();
 }
 
 export function createOpenAI(config: OpenAIConfig, deps: ProviderDeps): Provider {
@@ -309,14 +286,7 @@ export function createOpenAI(config: OpenAIConfig, deps: ProviderDeps): Provider
     maxConnectionMs: 28 * 60_000,
     async connect(request: ConnectRequest, listener: ConnectionListener) {
       const conn = new OpenAIConnection(deps, listener);
-      const socket = await deps.connector
-        .connect(url, { ...auth, timeoutMs: HANDSHAKE_TIMEOUT_MS }, {
-          message: (data) => conn.onMessage(data),
-          close: (code, reason) => conn.onClose(code, reason),
-        })
-        .catch((err: unknown) => {
-          throw handshakeError(err, config.apiKey);
-        });
+      const socket = await openSocket(deps, url, auth, conn, (err) => handshakeError('OpenAI', err, config.apiKey, refusalDetail));
       const transcription: Record<string, unknown> = { model: config.model };
       if (request.language) transcription.language = request.language;
       if (config.prompt) transcription.prompt = config.prompt;

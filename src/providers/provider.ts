@@ -2,11 +2,15 @@ import type * as v from 'valibot';
 import type { PcmRate } from '../codec/pcm.ts';
 import type { InputEncoding } from '../protocol/inbound.ts';
 import type { Logger } from '../log.ts';
-import { ConnectError, type SocketConnector } from '../net.ts';
+import { ConnectError, type ConnectOptions, type HandshakeRefusal, type OutboundSocket, type SocketConnector } from '../net.ts';
 import type { Base64Codec } from '../util/base64.ts';
 import { parseEnvWith } from '../util/env-schema.ts';
-import { secretRedactor } from '../util/redact.ts';
-import type { Timers } from '../util/timers.ts';
+import { maskSecret, secretRedactor } from '../util/redact.ts';
+import { withDeadline, type Timers } from '../util/timers.ts';
+import { clipDetail } from './wire.ts';
+
+/** How long a provider's WebSocket handshake may take. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /** What a provider connection consumes. Capabilities, not provider names, drive the pipeline. */
 export type AudioFormat =
@@ -65,6 +69,47 @@ export function handshakeFailure(err: unknown): { kind: ProviderErrorKind; retry
   return { kind: 'handshake', retryable: status !== 400 };
 }
 
+/**
+ * A refused handshake (the status, and the service's explanation as `explain` finds it in
+ * the refusal) or one never answered; `secret` is masked before the explanation is clipped.
+ */
+export function handshakeError(
+  service: string,
+  err: unknown,
+  secret: string,
+  explain: (refusal: HandshakeRefusal) => string | undefined,
+): ProviderError {
+  const status = err instanceof ConnectError ? err.status : undefined;
+  const refusal = err instanceof ConnectError ? err.refusal : undefined;
+  const detail = refusal && explain(refusal);
+  const what =
+    status !== undefined
+      ? `${service} refused the connection: HTTP ${status}${detail ? ` (${clipDetail(maskSecret(detail, secret))})` : ''}`
+      : `${service} could not be reached: ${err instanceof Error ? err.message : String(err)}`;
+  const { kind, retryable } = handshakeFailure(err);
+  return new ProviderError(maskSecret(what, secret), kind, retryable);
+}
+
+/** A provider connection's side of its socket. */
+export interface SocketReader {
+  onMessage(data: string | Uint8Array): void;
+  onClose(code: number, reason: string): void;
+}
+
+/** Opens a provider's WebSocket for `conn`, which reads it; a failed handshake is thrown as `failure(err)`. */
+export function openSocket(
+  deps: ProviderDeps,
+  url: string,
+  auth: Pick<ConnectOptions, 'headers' | 'protocols'>,
+  conn: SocketReader,
+  failure: (err: unknown) => ProviderError,
+): Promise<OutboundSocket> {
+  const handlers = { message: (data: string | Uint8Array) => conn.onMessage(data), close: (code: number, reason: string) => conn.onClose(code, reason) };
+  return deps.connector.connect(url, { ...auth, timeoutMs: HANDSHAKE_TIMEOUT_MS }, handlers).catch((err: unknown) => {
+    throw failure(err);
+  });
+}
+
 export interface ConnectionListener {
   transcript(t: Transcript): void;
   /** An error the provider reported; the connection may still be usable. */
@@ -104,6 +149,44 @@ export interface Provider {
   /** Connections are recycled before this age, when the provider caps them. */
   readonly maxConnectionMs?: number;
   connect(request: ConnectRequest, listener: ConnectionListener): Promise<ProviderConnection>;
+}
+
+/**
+ * The answer a connection waits for after its handshake, before audio may flow (OpenAI's
+ * `session.updated`, Gemini's `setupComplete`): a bad key or model is only refused then.
+ * `onRefused` runs once if it fails: refused, or no answer within `ms`.
+ */
+export class SetupWait {
+  readonly confirmed: Promise<void>;
+  private settle: { resolve(): void; reject(err: ProviderError): void } | undefined;
+
+  constructor(timers: Timers, ms: number, timedOut: () => ProviderError, private readonly onRefused: () => void) {
+    const answered = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
+    this.confirmed = withDeadline(answered, ms, timers, () => {
+      const err = timedOut();
+      this.refuse(err);
+      throw err;
+    });
+  }
+
+  /** Still waiting: an error or a close now refuses the setup. */
+  get pending(): boolean {
+    return this.settle !== undefined;
+  }
+
+  confirm(): void {
+    const settle = this.settle;
+    this.settle = undefined;
+    settle?.resolve();
+  }
+
+  refuse(err: ProviderError): void {
+    const settle = this.settle;
+    if (!settle) return;
+    this.settle = undefined;
+    this.onRefused();
+    settle.reject(err);
+  }
 }
 
 /** What the runtime gives every provider. */
@@ -150,6 +233,44 @@ export function defineProvider<S extends v.GenericSchema, C>(def: ProviderDefini
   };
 }
 
+/** What a wrapper around a provider sees of its connections, each hook passing on what it returns. */
+export interface ProviderTap {
+  /** An error reported on an open connection. */
+  error?(err: ProviderError): ProviderError;
+  /** The end of a connection (see ConnectionListener.closed). */
+  closed?(err: ProviderError): ProviderError;
+  /** A connection attempt failed: what is returned is thrown. */
+  refused?(err: unknown): unknown;
+  /** A connection attempt succeeded. */
+  connected?(): void;
+}
+
+/** `provider`, with what its connections report passing through `tap`. */
+export function tapProvider(provider: Provider, tap: ProviderTap): Provider {
+  return {
+    name: provider.name,
+    maxConnectionMs: provider.maxConnectionMs,
+    formatFor: (input) => provider.formatFor(input),
+    connect: (request, listener) =>
+      provider
+        .connect(request, {
+          transcript: (t) => listener.transcript(t),
+          error: (err) => listener.error(tap.error ? tap.error(err) : err),
+          closed: (err) => listener.closed(tap.closed ? tap.closed(err) : err),
+          expiring: (inMs) => listener.expiring(inMs),
+        })
+        .then(
+          (conn) => {
+            tap.connected?.();
+            return conn;
+          },
+          (err: unknown) => {
+            throw tap.refused ? tap.refused(err) : err;
+          },
+        ),
+  };
+}
+
 /**
  * The provider with its key masked in every error it raises, whatever a server echoed or a
  * library quoted: these messages reach logs, /health and the client's `error` events.
@@ -160,20 +281,5 @@ function redacting(provider: Provider, redact: (text: string) => string): Provid
     const message = redact(err.message);
     return message === err.message ? err : new ProviderError(message, err.kind, err.retryable);
   };
-  return {
-    name: provider.name,
-    maxConnectionMs: provider.maxConnectionMs,
-    formatFor: (input) => provider.formatFor(input),
-    connect: (request, listener) =>
-      provider
-        .connect(request, {
-          transcript: (t) => listener.transcript(t),
-          error: (err) => listener.error(clean(err)),
-          closed: (err) => listener.closed(clean(err)),
-          expiring: (inMs) => listener.expiring(inMs),
-        })
-        .catch((err: unknown) => {
-          throw clean(err);
-        }),
-  };
+  return tapProvider(provider, { error: clean, closed: clean, refused: clean });
 }

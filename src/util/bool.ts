@@ -1,3 +1,5 @@
+import * as v from 'valibot';
+
 /**
  * The one way a boolean is read from text, for query parameters and environment variables
  * alike: an operator who writes USE_DISPATCHER=yes and a client that sends sendBack=1 mean
@@ -16,3 +18,15 @@ export function parseBoolean(text: string): boolean | undefined {
   if (FALSE.has(word)) return false;
   return undefined;
 }
+
+/** A string read with `parseBoolean`; `message` says what is wrong with any other. */
+export const booleanString = (message: (input: string) => string) =>
+  v.pipe(
+    v.string(),
+    v.rawTransform(({ dataset, addIssue, NEVER }) => {
+      const value = parseBoolean(dataset.value);
+      if (value !== undefined) return value;
+      addIssue({ message: message(dataset.value) });
+      return NEVER;
+    }),
+  );

@@ -1,5 +1,5 @@
 import * as v from 'valibot';
-import { BOOLEAN_VALUES, parseBoolean } from './bool.ts';
+import { BOOLEAN_VALUES, booleanString } from './bool.ts';
 
 /** Schemas for environment variables, which are always strings (or absent). */
 
@@ -7,12 +7,12 @@ export const envString = (fallback: string) => v.optional(v.pipe(v.string(), v.t
 
 export const envOptionalString = v.optional(v.pipe(v.string(), v.trim(), v.transform((s) => (s === '' ? undefined : s))));
 
-export const envInt = (fallback: number, min: number, max: number) =>
+const envNumeric = (pattern: RegExp, what: string) => (fallback: number, min: number, max: number) =>
   v.optional(
     v.pipe(
       v.string(),
       v.trim(),
-      v.regex(/^\d+$/, 'must be a whole number'),
+      v.regex(pattern, `must be ${what}`),
       v.transform(Number),
       v.minValue(min, `must be at least ${min}`),
       v.maxValue(max, `must be at most ${max}`),
@@ -20,49 +20,28 @@ export const envInt = (fallback: number, min: number, max: number) =>
     String(fallback),
   );
 
-export const envNumber = (fallback: number, min: number, max: number) =>
-  v.optional(
-    v.pipe(
-      v.string(),
-      v.trim(),
-      v.regex(/^-?\d+(\.\d+)?$/, 'must be a number'),
-      v.transform(Number),
-      v.minValue(min, `must be at least ${min}`),
-      v.maxValue(max, `must be at most ${max}`),
-    ),
-    String(fallback),
-  );
+export const envInt = envNumeric(/^\d+$/, 'a whole number');
+
+export const envNumber = envNumeric(/^-?\d+(\.\d+)?$/, 'a number');
 
 /** Read as query parameters are (`parseBoolean`), so the same words work in both. */
-export const envBool = (fallback: boolean) =>
-  v.optional(
-    v.pipe(
-      v.string(),
-      v.rawTransform(({ dataset, addIssue, NEVER }) => {
-        const value = parseBoolean(dataset.value);
-        if (value !== undefined) return value;
-        addIssue({ message: `must be ${BOOLEAN_VALUES}` });
-        return NEVER;
-      }),
-    ),
-    String(fallback),
+export const envBool = (fallback: boolean) => v.optional(booleanString(() => `must be ${BOOLEAN_VALUES}`), String(fallback));
+
+/** A URL whose scheme is one of `schemes` (`'wss:'`…), trimmed. */
+export const urlString = (schemes: readonly string[], message = `must be a URL starting with ${schemes.map((s) => `${s}//`).join(' or ')}`) =>
+  v.pipe(
+    v.string(),
+    v.trim(),
+    v.check((s) => {
+      try {
+        return schemes.includes(new URL(s).protocol);
+      } catch {
+        return false;
+      }
+    }, message),
   );
 
-export const envUrl = (fallback: string, schemes: readonly string[]) =>
-  v.optional(
-    v.pipe(
-      v.string(),
-      v.trim(),
-      v.check((s) => {
-        try {
-          return schemes.includes(new URL(s).protocol);
-        } catch {
-          return false;
-        }
-      }, `must be a URL starting with ${schemes.map((s) => `${s}//`).join(' or ')}`),
-    ),
-    fallback,
-  );
+export const envUrl = (fallback: string, schemes: readonly string[]) => v.optional(urlString(schemes), fallback);
 
 /** A JSON value; `transform` receives the parsed value. */
 export const envJson = <T>(check: (value: unknown) => value is T, expected: string) =>

@@ -5,7 +5,7 @@
  */
 import * as v from 'valibot';
 import { PROVIDERS } from '../../providers/registry.ts';
-import { parseEnvWith } from '../../util/env-schema.ts';
+import { parseEnvWith, urlString } from '../../util/env-schema.ts';
 
 /**
  * The Worker's string variables: a Worker's env mixes them with bindings (Durable Object
@@ -78,19 +78,7 @@ const Settings = v.object({
     ),
     '5m',
   ),
-  CONTAINER_URL_OVERRIDE: v.optional(
-    v.pipe(
-      v.string(),
-      v.trim(),
-      v.check((s) => {
-        try {
-          return ['http:', 'https:'].includes(new URL(s).protocol);
-        } catch {
-          return false;
-        }
-      }, 'must be an http:// or https:// URL, e.g. http://127.0.0.1:8080'),
-    ),
-  ),
+  CONTAINER_URL_OVERRIDE: v.optional(urlString(['http:', 'https:'], 'must be an http:// or https:// URL, e.g. http://127.0.0.1:8080')),
 });
 
 /** Reads CONTAINER_SLEEP_AFTER and CONTAINER_URL_OVERRIDE; every problem is listed as `NAME: message`. */
