@@ -8,7 +8,7 @@ const MAX_REFUSAL_BODY = 2048;
 const REFUSAL_BODY_WAIT_MS = 2_000;
 
 /** workerd's fetch only speaks http(s); the Upgrade header makes it a WebSocket handshake. */
-export function toHandshakeUrl(url: string): string {
+function toHandshakeUrl(url: string): string {
   return url.replace(/^ws(s?):\/\//i, 'http$1://');
 }
 

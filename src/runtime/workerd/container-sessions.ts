@@ -63,7 +63,7 @@ export function containerSessions(o: ContainerSessionsOptions): SessionFactory {
  * A WebSocket to the container through its Durable Object, which starts it when needed and
  * proxies the socket to the server inside.
  */
-export async function connectContainer(
+async function connectContainer(
   stub: DurableObjectStub<TranscriberContainer>,
   url: string,
   handlers: SocketHandlers,

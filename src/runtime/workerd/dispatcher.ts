@@ -54,7 +54,7 @@ export interface CloudflareDispatcherDeps {
 const DO_URL = 'https://dispatcher.do/websocket';
 
 /** Opens WebSockets to the session's dispatcher Durable Object (`idFromName(sessionId)`). */
-export function durableObjectConnector(namespace: DurableObjectNamespace, sessionId: string, timers: Timers): SocketConnector {
+function durableObjectConnector(namespace: DurableObjectNamespace, sessionId: string, timers: Timers): SocketConnector {
   return {
     supportsHeaders: true,
     async connect(url, options, handlers) {
@@ -94,7 +94,7 @@ abstract class BindingTransport implements DispatchTransport {
   protected abstract hand(message: DispatcherMessage): Promise<void>;
 }
 
-export class QueueTransport extends BindingTransport {
+class QueueTransport extends BindingTransport {
   readonly name = 'queue';
   constructor(private readonly queue: QueueLike, log: Logger, metrics: Metrics) {
     super(log, metrics);
@@ -110,7 +110,7 @@ export class QueueTransport extends BindingTransport {
   }
 }
 
-export class RpcTransport extends BindingTransport {
+class RpcTransport extends BindingTransport {
   readonly name = 'rpc';
   constructor(private readonly service: DispatcherServiceLike, log: Logger, metrics: Metrics) {
     super(log, metrics);
@@ -133,7 +133,7 @@ export class RpcTransport extends BindingTransport {
 }
 
 /** The session's transports in priority order, from the bindings that exist. */
-export function cloudflareTransports(deps: CloudflareDispatcherDeps, sessionId: string, handBack: HandBack, log: Logger): DispatchTransport[] {
+function cloudflareTransports(deps: CloudflareDispatcherDeps, sessionId: string, handBack: HandBack, log: Logger): DispatchTransport[] {
   const { bindings, config, metrics, timers } = deps;
   const transports: DispatchTransport[] = [];
   if (typeof bindings.DISPATCHER_DO?.idFromName === 'function') {

@@ -14,8 +14,8 @@ import { withDeadline } from '../../util/timers.ts';
  * was replaced), 1013 (Try Again Later) when no transcriber could be reached at all. Not
  * 1011 (docs/PROTOCOL.md §6): that code means a failure the session cannot survive, and this one it can.
  */
-export const LINK_LOST = 1012;
-export const UNAVAILABLE = 1013;
+const LINK_LOST = 1012;
+const UNAVAILABLE = 1013;
 
 export interface RelayOptions {
   /** Opens the socket to this session's transcriber (handlers are attached before it opens). */
