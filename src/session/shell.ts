@@ -1,9 +1,8 @@
 import { worthLogging, type Logger } from '../log.ts';
-import type { Metrics } from '../metrics.ts';
 import { errorMessage, pong, type DecodeErrorCode, type InfoMessage, type InputErrorCode } from '../protocol/outbound.ts';
 import type { TranscribeParams } from '../protocol/query.ts';
 import { createClientSink, sentToClient } from '../sinks/client.ts';
-import type { ClientSocket, InfoBase, TranscriptSink } from './ports.ts';
+import type { ClientSocket, InfoBase, SessionContext, TranscriptSink } from './ports.ts';
 
 /**
  * What every session engine does the same way for its client, whether it transcribes here
@@ -21,7 +20,7 @@ export class SessionShell {
   constructor(
     readonly params: TranscribeParams,
     private readonly client: ClientSocket,
-    private readonly ctx: { log: Logger; metrics: Metrics },
+    private readonly ctx: Pick<SessionContext, 'log' | 'metrics'>,
   ) {
     this.log = ctx.log.child({ session: params.sessionId ?? null });
     this.clientSink = createClientSink(client, params);
