@@ -1,4 +1,4 @@
-import type { Logger } from '../../log.ts';
+import { worthLogging, type Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { TranscriptionResult } from '../../protocol/outbound.ts';
 import { backoffMs, withDeadline, type Timers } from '../../util/timers.ts';
@@ -172,8 +172,8 @@ export class DispatcherSink implements TranscriptSink {
       }
       this.o.metrics.dispatcherDropped.inc({ reason });
       const n = ++this.lost;
-      // The first few, then every power of ten: an outage must show, not flood the log.
-      if (n <= 5 || Number.isInteger(Math.log10(n))) {
+      // An outage must show, not flood the log.
+      if (worthLogging(n)) {
         this.log.warn('dispatcher final dropped', {
           reason,
           messageId: item.message.messageId,
