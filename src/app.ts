@@ -1,11 +1,11 @@
 import { Hono } from 'hono';
 import type { UpgradeWebSocket, WSContext } from 'hono/ws';
 import type { Config } from './config.ts';
-import type { Logger } from './log.ts';
+import { worthLogging, type Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Runtime } from './protocol/outbound.ts';
 import { transcribeParamsParser, type TranscribeParams } from './protocol/query.ts';
-import type { SessionFactory, SessionHandle, SinkFactory } from './session/ports.ts';
+import type { ClientSocket, SessionFactory, SessionHandle, SinkFactory } from './session/ports.ts';
 
 export const APPLICATION = 'opus-transcriber-proxy';
 export const VERSION = '0.1.0';
@@ -26,6 +26,23 @@ export interface AppDeps {
 }
 
 const isUpgrade = (header: string | undefined) => header?.toLowerCase() === 'websocket';
+
+/**
+ * The upgraded socket as a session writes to it. Backpressure (ClientSocket.pause) where the
+ * runtime's raw socket can stop reading: Node's `ws` WebSocket, whose pause() and resume() stop
+ * and restart reading its TCP socket (runtime/node/websocket.ts). Deno's and workerd's
+ * WebSocket cannot (runtime/deno/websocket.ts, runtime/workerd/websocket.ts).
+ */
+function clientSocket(ws: WSContext<unknown>): ClientSocket {
+  const client: ClientSocket = { send: (text) => ws.send(text), close: (code, reason) => ws.close(code, reason) };
+  const raw = ws.raw as Partial<Record<'pause' | 'resume', unknown>> | undefined;
+  if (typeof raw?.pause === 'function' && typeof raw.resume === 'function') {
+    const { pause, resume } = raw as { pause(): void; resume(): void };
+    client.pause = () => pause.call(raw);
+    client.resume = () => resume.call(raw);
+  }
+  return client;
+}
 
 /** Builds the Hono app: health, metrics, and `/transcribe` under any prefix. */
 export function createApp(deps: AppDeps): Hono {
@@ -64,6 +81,12 @@ export function createApp(deps: AppDeps): Hono {
     if (providerNames.length === 0) return c.text(noProvider, 503);
     const parsed = parseParams(new URL(c.req.url).searchParams);
     if (!parsed.ok) return c.text(parsed.reason, 400);
+    const full = sessions.atCapacity?.(parsed.params);
+    if (full) {
+      metrics.refused.inc({ reason: 'max_sessions' });
+      if (worthLogging(metrics.refused.get({ reason: 'max_sessions' }))) log.warn('session refused', { reason: full });
+      return c.text(full, 503);
+    }
     await sessions.prepare();
     return deps.upgradeWebSocket(c, sessionEvents(parsed.params));
   });
@@ -72,7 +95,7 @@ export function createApp(deps: AppDeps): Hono {
     let session: SessionHandle | undefined;
     return {
       onOpen: (_evt: Event, ws: WSContext<unknown>) => {
-        const client = { send: (text: string) => ws.send(text), close: (code?: number, reason?: string) => ws.close(code, reason) };
+        const client = clientSocket(ws);
         const sinks = deps.sinks?.({ sessionId: params.sessionId, useDispatcher: params.useDispatcher ?? config.useDispatcher }) ?? [];
         session = sessions.open(params, client, sinks);
         session.info({ application: APPLICATION, version: VERSION, runtime: deps.runtime, providersAvailable: providerNames });

@@ -19,8 +19,14 @@ const Env = v.object({
   PROVIDER_QUEUE_MS: envInt(10_000, 100, 120_000),
   /** At session end, how long in-flight utterances get to produce their finals. */
   FINISH_TIMEOUT_MS: envInt(5_000, 0, 60_000),
-  /** Operator limit on live participant streams per session (0: none). */
-  MAX_PARTICIPANTS: envInt(0, 0, 100_000),
+  /** Live participant streams per session (0: none); the default protects the provider bill. */
+  MAX_PARTICIPANTS: envInt(32, 0, 100_000),
+  /** Sessions open in this process (0: none); beyond, upgrades are refused with 503. */
+  MAX_SESSIONS: envInt(100, 0, 1_000_000),
+  /** Live provider streams in this process, all sessions together (0: none). */
+  MAX_PROVIDER_CONNECTIONS: envInt(200, 0, 1_000_000),
+  /** Audio all of one session's provider queues may hold together (MB); beyond, the oldest is dropped. */
+  MAX_SESSION_BUFFER_MB: envNumber(64, 1, 4096),
 });
 
 export interface Config {
@@ -35,6 +41,9 @@ export interface Config {
   providerQueueMs: number;
   finishTimeoutMs: number;
   maxParticipants: number;
+  maxSessions: number;
+  maxProviderConnections: number;
+  maxSessionBufferBytes: number;
   /** Configured providers in priority order, ready to be built with the runtime's deps. */
   providers: { name: string; create: (deps: ProviderDeps) => Provider }[];
   /** The variable to set when no provider is configured. */
@@ -157,6 +166,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
       providerQueueMs: output.PROVIDER_QUEUE_MS,
       finishTimeoutMs: output.FINISH_TIMEOUT_MS,
       maxParticipants: output.MAX_PARTICIPANTS,
+      maxSessions: output.MAX_SESSIONS,
+      maxProviderConnections: output.MAX_PROVIDER_CONNECTIONS,
+      maxSessionBufferBytes: Math.round(output.MAX_SESSION_BUFFER_MB * (1 << 20)),
       providers,
       missingProviderHint: modules.map((m) => m.keyVariable).join(' or '),
       knownProviders: modules.map((m) => ({ name: m.name, keyVariable: m.keyVariable })),

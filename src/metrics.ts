@@ -104,7 +104,7 @@ export class Registry {
 /** The proxy's metrics. One instance per process (per isolate on workerd). */
 export function createMetrics() {
   const registry = new Registry();
-  const state = { sessions: 0, participants: 0, dispatcherQueue: 0, liveDecoders: (): number => 0 };
+  const state = { sessions: 0, participants: 0, providerStreams: 0, dispatcherQueue: 0, liveDecoders: (): number => 0 };
   return {
     registry,
     state,
@@ -116,7 +116,27 @@ export function createMetrics() {
     inputErrors: registry.counter('transcriber_input_errors_total', 'Client input refused, by reason'),
     decodeErrors: registry.counter('transcriber_decode_errors_total', 'Audio that could not be decoded, by reason'),
     concealedFrames: registry.counter('transcriber_concealed_frames_total', 'Lost frames concealed, by method (fec, plc)'),
-    queueDropped: registry.counter('transcriber_provider_queue_dropped_total', 'Audio frames dropped while a provider stream was unavailable'),
+    queueDropped: registry.counter(
+      'transcriber_provider_queue_dropped_total',
+      'Audio frames dropped while a provider stream was unavailable (its session\'s MAX_SESSION_BUFFER_MB full), by provider',
+    ),
+    audioDroppedSeconds: registry.counter(
+      'transcriber_audio_dropped_seconds_total',
+      'Seconds of audio those dropped frames held, by provider',
+    ),
+    clientPauses: registry.counter(
+      'transcriber_client_paused_total',
+      'Times a client socket stopped being read because a participant\'s queue reached PROVIDER_QUEUE_MS (backpressure)',
+    ),
+    providerStreams: registry.gauge(
+      'transcriber_provider_streams',
+      'Live provider streams (connected, connecting or backing off), what MAX_PROVIDER_CONNECTIONS caps',
+      () => state.providerStreams,
+    ),
+    refused: registry.counter(
+      'transcriber_refused_total',
+      'Work refused by a limit, by reason: max_sessions (upgrades), max_participants (sockets closed), max_provider_connections (streams)',
+    ),
     backendErrors: registry.counter('transcriber_backend_errors_total', 'Provider errors, by provider and kind'),
     reconnects: registry.counter('transcriber_backend_reconnects_total', 'Provider stream (re)connections after the first, by provider'),
     transcripts: registry.counter('transcriber_transcripts_total', 'Transcripts produced, by provider and kind'),

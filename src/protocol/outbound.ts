@@ -38,7 +38,9 @@ export function pong(id: unknown): string {
  *   `provider_unreachable`, `provider_error`; with `tag` and `provider`.
  * - Input refused, throttled per code like the log (the first five, then every power of
  *   ten): `invalid_json`, `binary_frame`, `too_large`, `unknown_event`, `invalid_start`,
- *   `invalid_media`, `invalid_stop`, `bad_base64`, `too_many_participants`, and audio
+ *   `invalid_media`, `invalid_stop`, `bad_base64`, `too_many_participants`,
+ *   `too_many_provider_connections` (the server's MAX_PROVIDER_CONNECTIONS: that stream
+ *   alone is refused, frame by frame, until a connection frees), and audio
  *   that does not decode (`corrupt_opus`, `ogg_*`); with `tag` when one is known.
  * - `transcriber_unavailable`: no transcriber could be reached (the Worker in front of its
  *   containers), just before the close with 1013.
@@ -51,7 +53,8 @@ export type InputErrorCode =
   | 'unknown_event'
   | `invalid_${InboundEvent['event']}`
   | 'bad_base64'
-  | 'too_many_participants';
+  | 'too_many_participants'
+  | 'too_many_provider_connections';
 /** `ogg_` and the demuxer's reason (`ogg_bad_crc`…). */
 export type DecodeErrorCode = 'corrupt_opus' | `ogg_${string}`;
 export type ErrorCode = InputErrorCode | DecodeErrorCode | ProviderErrorCode | 'transcriber_unavailable';

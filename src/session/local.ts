@@ -13,7 +13,7 @@ import { SessionShell } from './shell.ts';
 
 export interface LocalSessionsDeps {
   /** The configured providers and the session limits. */
-  config: Pick<Config, 'providers'> & SessionContext['limits'];
+  config: Pick<Config, 'providers'> & SessionContext['limits'] & Partial<Pick<Config, 'maxSessions'>>;
   /** The shared Opus codec (one WASM instance hosts every decoder); loaded once. */
   codec: () => Promise<OpusCodec>;
   connector: SocketConnector;
@@ -51,6 +51,13 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory {
   return {
     providers: names,
     problems: () => health.problems(names),
+    // Every session of the process counts until it has ended: those still delivering their last
+    // finals, or waiting for their client to come back, hold provider streams too.
+    atCapacity: () => {
+      const max = deps.config.maxSessions ?? 0;
+      if (!max || deps.metrics.state.sessions < max) return undefined;
+      return `session limit of ${max} reached on this server (MAX_SESSIONS); try again later or another instance`;
+    },
     async prepare() {
       const loaded = await deps.codec();
       codec = loaded;

@@ -8,11 +8,19 @@ import type { Metrics } from '../metrics.ts';
 import type { InfoMessage, TranscriptionResult } from '../protocol/outbound.ts';
 import type { TranscribeParams } from '../protocol/query.ts';
 import type { Timers } from '../util/timers.ts';
+import type { SessionBacklog } from './backlog.ts';
 
 /** The media server's socket, as a session writes to it. */
 export interface ClientSocket {
   send(text: string): void;
   close(code?: number, reason?: string): void;
+  /**
+   * Backpressure (docs/PROTOCOL.md §4.10): stop reading the client's frames until `resume()`.
+   * Frames the runtime had already read may still arrive. Absent where the runtime's socket
+   * cannot stop reading (Deno, workerd): the session's hard buffer bound applies alone there.
+   */
+  pause?(): void;
+  resume?(): void;
 }
 
 /** A destination of a session's transcripts: the client socket, the dispatcher… */
@@ -58,6 +66,11 @@ export interface SessionFactory {
   problems(): string[];
   /** Before the upgrade, so that a failure is an HTTP error rather than a socket closed at once. */
   prepare(): Promise<void>;
+  /**
+   * Why no new session may open now for a client with `params`, one line naming the setting
+   * (MAX_SESSIONS), answered with 503 before the upgrade; undefined while one may.
+   */
+  atCapacity?(params: TranscribeParams): string | undefined;
   /** `sinks` are the ones besides the client socket; the session owns what reaches `client`. */
   open(params: TranscribeParams, client: ClientSocket, sinks: TranscriptSink[]): SessionHandle;
 }
@@ -69,8 +82,15 @@ export interface SessionLimits {
   maxMessageBytes: number;
   /** Live participant streams per session (0: no limit). */
   maxParticipants: number;
-  /** Audio held per participant while its provider connects or backs off. */
+  /** Live provider streams of the whole process, every session's together (0: no limit). */
+  maxProviderConnections: number;
+  /**
+   * A participant's queue while its provider connects or backs off: reaching this much audio
+   * pauses the client's socket (backpressure) rather than dropping any of it.
+   */
   providerQueueMs: number;
+  /** What all of one session's queues may hold together (bytes); beyond, the oldest audio is dropped. */
+  maxSessionBufferBytes: number;
   /** At session end (or a stream's), how long in-flight utterances get to produce their finals. */
   finishTimeoutMs: number;
 }
@@ -86,6 +106,12 @@ export interface SessionContext {
   readonly limits: SessionLimits;
   /** A message id unique within the process (a transcript's `message_id`). */
   newId(): string;
+  /**
+   * The session's audio held for its providers: the hard bound shared by its queues and the
+   * backpressure on its client socket. Set by the session; a provider stream without one
+   * (a test driving it alone) keeps its own.
+   */
+  readonly backlog?: SessionBacklog;
 }
 
 /** The same context, its log lines carrying `fields` too (session, tag…). */

@@ -6,6 +6,7 @@ import {
   type Transcript,
 } from '../providers/provider.ts';
 import { backoffMs, withDeadline } from '../util/timers.ts';
+import { SessionBacklog, type HeldAudio } from './backlog.ts';
 import type { SessionContext } from './ports.ts';
 import { Timeline } from './timeline.ts';
 
@@ -68,11 +69,19 @@ const ROTATE_MARGIN_MS = 60_000;
  * (bounded) while it connects, reopened with backoff after a failure, and rotated before the
  * provider's connection cap without losing the utterance in flight.
  */
-export class ProviderStream {
+export class ProviderStream implements HeldAudio {
   private link: Link | undefined;
   private connecting: Promise<void> | undefined;
   private readonly queue: Queued[] = [];
   private queuedMs = 0;
+  private queuedBytes = 0;
+  /** When audio began waiting for a connection (the outage, as far as this stream can tell). */
+  private outageSince: number | undefined;
+  /** The session's audio held for its providers (the hard bound, the client's backpressure). */
+  private readonly backlog: SessionBacklog;
+  /** Audio dropped since the current episode began (the session's buffer full), reported when it ends. */
+  private dropping: { since: number; frames: number; ms: number } | undefined;
+  private released = false;
   private failures = 0;
   private retryAt = 0;
   private retryTimer: unknown;
@@ -85,14 +94,19 @@ export class ProviderStream {
   private readonly utterances = new Map<string, { messageId: string; startedAt: number }>();
 
   /**
-   * `ctx.limits.providerQueueMs` bounds the audio held while a connection opens or backs
-   * off; `ctx.limits.finishTimeoutMs`, how long a retiring connection may take to deliver
-   * its last finals.
+   * Audio waits in the queue while a connection opens or backs off: at
+   * `ctx.limits.providerQueueMs` of it the session's client socket is paused, and only the
+   * session's hard bound (`ctx.backlog`, MAX_SESSION_BUFFER_MB) drops any.
+   * `ctx.limits.finishTimeoutMs` is how long a retiring connection may take to deliver its
+   * last finals.
    */
   constructor(
     private readonly ctx: SessionContext,
     private readonly o: ProviderStreamOptions,
-  ) {}
+  ) {
+    this.backlog = ctx.backlog ?? new SessionBacklog(ctx);
+    ctx.metrics.state.providerStreams++;
+  }
 
   push(audio: Uint8Array, durationMs: number, arrival: number): void {
     if (this.closed) return;
@@ -165,7 +179,12 @@ export class ProviderStream {
     this.retryTimer = undefined;
     this.queue.length = 0;
     this.queuedMs = 0;
+    this.queueGone('stream ended');
     this.utterances.clear();
+    if (!this.released) {
+      this.released = true;
+      this.ctx.metrics.state.providerStreams--;
+    }
   }
 
   private sendNow(link: Link, audio: Uint8Array, durationMs: number, arrival: number): void {
@@ -176,13 +195,57 @@ export class ProviderStream {
 
   private enqueue(audio: Uint8Array, durationMs: number, arrival: number): void {
     // The audio may be a view into WASM memory that the next decode overwrites.
-    this.queue.push({ audio: audio.slice(), durationMs, arrival });
+    const copy = audio.slice();
+    this.queue.push({ audio: copy, durationMs, arrival });
     this.queuedMs += durationMs;
-    while (this.queuedMs > this.ctx.limits.providerQueueMs && this.queue.length > 1) {
-      const old = this.queue.shift()!;
-      this.queuedMs -= old.durationMs;
-      this.ctx.metrics.queueDropped.inc({ provider: this.o.provider.name });
+    this.queuedBytes += copy.byteLength;
+    this.outageSince ??= this.ctx.timers.now();
+    // Nothing is dropped at the mark: the client is paused instead (docs/PROTOCOL.md §4.10).
+    this.backlog.add(this, copy.byteLength);
+    if (this.queuedMs >= this.ctx.limits.providerQueueMs) this.backlog.hold(this, this.outageSince);
+  }
+
+  oldestArrival(): number | undefined {
+    return this.queue[0]?.arrival;
+  }
+
+  /** The session's buffer is full and this queue holds its oldest audio: it goes, counted. */
+  dropOldest(): number {
+    const old = this.queue.shift();
+    if (!old) return 0;
+    this.queuedMs -= old.durationMs;
+    this.queuedBytes -= old.audio.byteLength;
+    const provider = this.o.provider.name;
+    this.ctx.metrics.queueDropped.inc({ provider });
+    this.ctx.metrics.audioDroppedSeconds.inc({ provider }, old.durationMs / 1000);
+    this.dropping ??= { since: this.ctx.timers.now(), frames: 0, ms: 0 };
+    this.dropping.frames++;
+    this.dropping.ms += old.durationMs;
+    if (this.queuedMs < this.ctx.limits.providerQueueMs) this.backlog.hold(this, undefined);
+    return old.audio.byteLength;
+  }
+
+  /** The queue went to a connection (or with the stream): the outage is over for the backlog. */
+  private queueGone(how: 'connected' | 'stream ended'): void {
+    if (how === 'stream ended') this.backlog.leave(this, this.queuedBytes);
+    else {
+      this.backlog.remove(this.queuedBytes);
+      this.backlog.hold(this, undefined);
     }
+    this.queuedBytes = 0;
+    this.outageSince = undefined;
+    const d = this.dropping;
+    if (!d) return;
+    this.dropping = undefined;
+    // One line per episode, when it ends; the metrics count as it happens.
+    this.ctx.log.warn('audio dropped while the provider was unavailable: the session buffer was full', {
+      provider: this.o.provider.name,
+      droppedMs: Math.round(d.ms),
+      frames: d.frames,
+      episodeMs: this.ctx.timers.now() - d.since,
+      limitBytes: this.ctx.limits.maxSessionBufferBytes,
+      ended: how,
+    });
   }
 
   private open(): void {
@@ -225,6 +288,7 @@ export class ProviderStream {
           for (const q of this.queue) this.sendNow(link, q.audio, q.durationMs, q.arrival);
           this.queue.length = 0;
           this.queuedMs = 0;
+          this.queueGone('connected');
           if (link.flushOnOpen) conn.flush();
         },
         (err: unknown) => {

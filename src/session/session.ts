@@ -6,6 +6,7 @@ import { InboundEvent, KNOWN_EVENTS, MediaEvent, describeIssues, isKnownEvent } 
 import { errorMessage, providerErrorCode, type TranscriptionResult } from '../protocol/outbound.ts';
 import { participantIdOf } from '../protocol/participant.ts';
 import type { Base64Codec } from '../util/base64.ts';
+import { SessionBacklog } from './backlog.ts';
 import { Participant, type InputFormat } from './participant.ts';
 import { scoped, type InfoBase, type SessionContext, type SessionHandle, type TranscriptSink } from './ports.ts';
 import type { StreamResult } from './provider-stream.ts';
@@ -13,6 +14,8 @@ import type { SessionShell } from './shell.ts';
 
 /** Unknown event names logged once each per session; a client inventing names forever gets the throttled log. */
 const MAX_UNKNOWN_NAMES = 32;
+/** Refused streams whose format is remembered until a provider connection frees. */
+const MAX_WAITING_STREAMS = 256;
 const EVENT_NAMES = [...KNOWN_EVENTS].join(', ');
 
 /** What a session transcribes with: the shared codec and the provider the client chose. */
@@ -31,6 +34,9 @@ export class Session implements SessionHandle {
   private readonly participants = new Map<string, Participant>();
   private readonly stopping = new Set<Promise<void>>();
   private readonly unknownEvents = new Set<string>();
+  /** Streams refused for want of a provider connection, with the format their `start` declared. */
+  private readonly waiting = new Map<string, InputFormat>();
+  private overParticipantLimit = false;
   private readonly sinks: readonly TranscriptSink[];
   private readonly ctx: SessionContext;
   private readonly sweep: unknown;
@@ -42,7 +48,9 @@ export class Session implements SessionHandle {
     ctx: SessionContext,
     private readonly tools: SessionTools,
   ) {
-    this.ctx = { ...ctx, log: shell.log };
+    // One backlog per session: the hard bound of its queues, and backpressure on its client socket.
+    const backlog = new SessionBacklog({ ...ctx, log: shell.log }, { pause: () => shell.readFromClient(false), resume: () => shell.readFromClient(true) });
+    this.ctx = { ...ctx, log: shell.log, backlog };
     this.sinks = [shell.clientSink, ...sinks];
     const { forceCommitMs } = ctx.limits;
     // One timer per session checks every participant for a silence, instead of one timer per frame.
@@ -83,7 +91,7 @@ export class Session implements SessionHandle {
         if (input.encoding === 'l16' && mediaFormat?.sampleRate === undefined) input.sampleRate = 16000;
         const existing = this.participants.get(tag);
         if (existing) existing.setInput(input);
-        else this.participant(tag, input);
+        else if (!this.participant(tag, input)) break;
         this.ctx.log.info('stream started', { tag, encoding: input.encoding });
         break;
       }
@@ -106,6 +114,7 @@ export class Session implements SessionHandle {
     if (this.closed) return;
     this.closed = true;
     this.ctx.timers.clearInterval(this.sweep);
+    this.ctx.backlog?.close();
     const drain = this.sinks.some((s) => s.outlivesClient);
     const all = [...this.participants.values()];
     this.participants.clear();
@@ -123,21 +132,31 @@ export class Session implements SessionHandle {
     const { tag, payload, chunk } = parsed.output.media;
     const bytes = this.tools.base64.decode(payload);
     if (!bytes) return this.shell.refuse('bad_base64', 'media payload is not valid base64', tag);
-    const p = this.participants.get(tag) ?? this.participant(tag, { encoding: this.shell.params.encoding, sampleRate: 48000 });
+    const p = this.participants.get(tag) ?? this.participant(tag, this.waiting.get(tag) ?? { encoding: this.shell.params.encoding, sampleRate: 48000 });
     if (!p) return;
     this.ctx.metrics.framesTotal.inc();
     p.media(bytes, chunk, this.ctx.timers.now());
   }
 
   private participant(tag: string, input: InputFormat): Participant | undefined {
-    if (this.ctx.limits.maxParticipants && this.participants.size >= this.ctx.limits.maxParticipants) {
+    const { maxParticipants, maxProviderConnections } = this.ctx.limits;
+    if (maxParticipants && this.participants.size >= maxParticipants) {
       // A policy close (docs/PROTOCOL.md §6): the operator's limit, or on workerd what fits in the
       // isolate's memory. Going on would drop this participant's audio without a word.
-      const reason = `participant limit of ${this.ctx.limits.maxParticipants} reached`;
+      const reason = `participant limit of ${maxParticipants} reached`;
+      if (!this.overParticipantLimit) {
+        this.overParticipantLimit = true;
+        this.ctx.metrics.refused.inc({ reason: 'max_participants' });
+      }
       this.shell.refuse('too_many_participants', reason, tag);
       this.shell.close(1008, reason);
       return undefined;
     }
+    if (maxProviderConnections && this.ctx.metrics.state.providerStreams >= maxProviderConnections) {
+      this.refuseStream(tag, input, maxProviderConnections);
+      return undefined;
+    }
+    this.waiting.delete(tag);
     const id = participantIdOf(tag);
     const p = new Participant(tag, id, input, scoped(this.ctx, { tag }), {
       codec: this.tools.codec,
@@ -155,7 +174,29 @@ export class Session implements SessionHandle {
     return p;
   }
 
+  /**
+   * The server's provider connections are all taken (MAX_PROVIDER_CONNECTIONS): this stream
+   * alone is refused, not the session. The limit is the whole process's, not this client's
+   * doing; closing the socket would end the session's other participants, whose streams run,
+   * and bring the media server straight back to the same refusal. Each frame of the stream is
+   * answered (throttled) and counted; it starts, with the format its `start` declared, at its
+   * first frame after a stream frees (docs/PROTOCOL.md §4.6).
+   */
+  private refuseStream(tag: string, input: InputFormat, limit: number): void {
+    if (!this.waiting.has(tag)) {
+      this.ctx.metrics.refused.inc({ reason: 'max_provider_connections' });
+      // Remembered for its format; a client inventing tags without end is not.
+      if (this.waiting.size < MAX_WAITING_STREAMS) this.waiting.set(tag, input);
+    } else if (input !== this.waiting.get(tag)) this.waiting.set(tag, input);
+    this.shell.refuse(
+      'too_many_provider_connections',
+      `provider connection limit of ${limit} reached on this server (MAX_PROVIDER_CONNECTIONS); this stream's audio is refused until one frees`,
+      tag,
+    );
+  }
+
   private stop(tag: string): void {
+    this.waiting.delete(tag);
     const p = this.participants.get(tag);
     if (!p) return;
     this.participants.delete(tag);

@@ -47,6 +47,16 @@ export class SessionShell {
     this.client.close(code, reason);
   }
 
+  /**
+   * Backpressure (docs/PROTOCOL.md §4.10): stop reading the client's frames (`false`), or
+   * read them again, where its runtime can (ClientSocket.pause). A socket attached later is
+   * read until the next call.
+   */
+  readFromClient(go: boolean): void {
+    if (go) this.client?.resume?.();
+    else this.client?.pause?.();
+  }
+
   /** Whether a result goes back to the client (docs/PROTOCOL.md §5.3). */
   wants(isInterim: boolean): boolean {
     return sentToClient(this.params, isInterim);

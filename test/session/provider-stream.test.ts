@@ -14,6 +14,7 @@ import { createMetrics } from '../../src/metrics.ts';
 import { nodeBase64 } from '../../src/runtime/node/base64.ts';
 import type { SessionContext } from '../../src/session/ports.ts';
 import { ProviderStream, type StreamResult } from '../../src/session/provider-stream.ts';
+import { MAX_HOLD_MS, SessionBacklog, type ClientFlow } from '../../src/session/backlog.ts';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { ManualClock, settle } from '../helpers/clock.ts';
 import type { LogLine } from '../helpers/provider-server.ts';
@@ -40,7 +41,7 @@ afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
-async function setup(options: { queueLimitMs?: number; finishTimeoutMs?: number } = {}) {
+async function setup(options: { queueLimitMs?: number; finishTimeoutMs?: number; bufferBytes?: number; flow?: ClientFlow } = {}) {
   const clock = new ManualClock();
   const fake = await FakeOpenAI.start();
   const connector = new RecordingConnector(clock);
@@ -60,12 +61,15 @@ async function setup(options: { queueLimitMs?: number; finishTimeoutMs?: number 
       forceCommitMs: 2_000,
       maxMessageBytes: 1 << 18,
       maxParticipants: 0,
+      maxProviderConnections: 0,
       providerQueueMs: options.queueLimitMs ?? 10_000,
+      maxSessionBufferBytes: options.bufferBytes ?? 64 << 20,
       finishTimeoutMs: options.finishTimeoutMs ?? 5_000,
     },
     newId: () => `m-${++ids}`,
   };
-  const stream = new ProviderStream(ctx, {
+  const backlog = new SessionBacklog(ctx, options.flow);
+  const stream = new ProviderStream({ ...ctx, backlog }, {
     provider,
     format: provider.formatFor('opus'),
     onResult: (r) => void results.push(r),
@@ -74,7 +78,7 @@ async function setup(options: { queueLimitMs?: number; finishTimeoutMs?: number 
   cleanup.push(() => fake.close(), () => stream.close());
   const push = (audio: Uint8Array) => stream.push(audio, FRAME_MS, clock.now());
   const failures = () => logs.filter((l) => l.msg === 'provider connection failed');
-  return { clock, fake, connector, stream, logs, metrics, results, troubles, push, failures };
+  return { clock, fake, connector, stream, logs, metrics, results, troubles, push, failures, backlog };
 }
 
 describe('ProviderStream connect timeout', () => {
@@ -176,12 +180,15 @@ describe('ProviderStream rotation', () => {
 });
 
 describe('ProviderStream queue', () => {
-  it('holds at most queueLimitMs while it cannot connect: the oldest audio is dropped and counted, the newest delivered in order', async () => {
-    const s = await setup({ queueLimitMs: 1_000 });
+  it('holds at most the session buffer while it cannot connect: the oldest audio is dropped, counted, logged once, the newest delivered in order', async () => {
+    // Room for 1 s of 24 kHz PCM; the mark (queueLimitMs) drops nothing by itself.
+    const s = await setup({ queueLimitMs: 500, bufferBytes: 50 * FRAME_SAMPLES * 2 });
     s.fake.faults.refuseHandshake = 503;
     for (let i = 1; i <= 100; i++) s.push(markedFrame(i));
     // 2 s pushed, 1 s held.
     expect(s.metrics.queueDropped.get({ provider: 'openai' })).toBe(50);
+    expect(s.metrics.audioDroppedSeconds.get({ provider: 'openai' })).toBeCloseTo(1, 6);
+    expect(s.backlog.heldBytes).toBe(50 * FRAME_SAMPLES * 2);
     await s.connector.settled();
     expect(s.failures()).toHaveLength(1);
 
@@ -194,5 +201,62 @@ describe('ProviderStream queue', () => {
     const frames = Array.from({ length: 50 }, (_, k) => pcm[k * FRAME_SAMPLES]);
     expect(frames).toEqual(Array.from({ length: 50 }, (_, k) => 51 + k));
     expect(s.metrics.queueDropped.get({ provider: 'openai' })).toBe(50);
+    // One warning for the whole episode, once it ended, with what it cost.
+    const dropped = s.logs.filter((l) => l.msg.startsWith('audio dropped'));
+    expect(dropped).toEqual([
+      expect.objectContaining({ level: 'warn', provider: 'openai', droppedMs: 1000, frames: 50, ended: 'connected', limitBytes: 48_000 }),
+    ]);
+    expect(s.backlog.heldBytes).toBe(0);
+  });
+});
+
+describe('ProviderStream backpressure', () => {
+  function recordingFlow() {
+    const calls: string[] = [];
+    return { calls, flow: { pause: () => void calls.push('pause'), resume: () => void calls.push('resume') } satisfies ClientFlow };
+  }
+
+  it('pauses the client at queueLimitMs instead of dropping, and resumes it once the queue reached a connection', async () => {
+    const { calls, flow } = recordingFlow();
+    const s = await setup({ queueLimitMs: 1_000, flow });
+    s.fake.faults.refuseHandshake = 503;
+    for (let i = 1; i <= 49; i++) s.push(markedFrame(i));
+    expect(calls).toEqual([]);
+    s.push(markedFrame(50));
+    expect(calls).toEqual(['pause']);
+    expect(s.backlog.isPaused).toBe(true);
+    // Frames the runtime had read already still come, and are kept.
+    for (let i = 51; i <= 100; i++) s.push(markedFrame(i));
+    await s.connector.settled();
+    expect(s.failures()).toHaveLength(1);
+
+    s.fake.faults.refuseHandshake = undefined;
+    s.clock.advance(500);
+    await s.fake.waitFor(() => s.fake.connections[0]?.appends === 100, 'every frame at the provider');
+    const pcm = s.fake.connections[0]!.pcm();
+    expect(Array.from({ length: 100 }, (_, k) => pcm[k * FRAME_SAMPLES])).toEqual(Array.from({ length: 100 }, (_, k) => k + 1));
+    expect(calls).toEqual(['pause', 'resume']);
+    expect(s.metrics.queueDropped.get({ provider: 'openai' })).toBe(0);
+    expect(s.metrics.clientPauses.get()).toBe(1);
+  });
+
+  it('reads the client again after MAX_HOLD_MS of a provider that stays down, and buffers up to the session bound', async () => {
+    const { calls, flow } = recordingFlow();
+    const s = await setup({ queueLimitMs: 1_000, bufferBytes: 200 * FRAME_SAMPLES * 2, flow });
+    s.fake.faults.refuseHandshake = 503;
+    for (let i = 1; i <= 60; i++) s.push(markedFrame(i));
+    expect(calls).toEqual(['pause']);
+    s.clock.advance(MAX_HOLD_MS - 1);
+    expect(calls).toEqual(['pause']);
+    s.clock.advance(1);
+    expect(calls).toEqual(['pause', 'resume']);
+    expect(s.logs).toContainEqual(expect.objectContaining({ level: 'info', msg: expect.stringContaining('client socket read again') }));
+    // Still down: its audio is buffered, never pausing again in this outage, to the bound.
+    for (let i = 61; i <= 200; i++) s.push(markedFrame(i));
+    expect(calls).toEqual(['pause', 'resume']);
+    expect(s.metrics.queueDropped.get({ provider: 'openai' })).toBe(0);
+    s.push(markedFrame(201));
+    expect(s.metrics.queueDropped.get({ provider: 'openai' })).toBe(1);
+    expect(calls).toEqual(['pause', 'resume']);
   });
 });

@@ -11,6 +11,11 @@ const CLOSE_GRACE_MS = 2_000;
  * Ours rather than `hono/deno`'s: that one is deprecated (gone in Hono 5) and compares the
  * Upgrade header case-sensitively, so `Upgrade: WebSocket`, which app.ts accepts, would
  * throw inside the helper. Sockets are tracked so that shutdown can close them with 1001.
+ *
+ * No backpressure: the WebSocket of Deno.upgradeWebSocket delivers every frame as it
+ * arrives and has no way to stop reading (only the client-side WebSocketStream has flow
+ * control), so sessions get no ClientSocket.pause here, and a fast sender's audio is held up
+ * to MAX_SESSION_BUFFER_MB per session (docs/PROTOCOL.md §4.10).
  */
 export function createDenoWebSocket() {
   const sockets = new Set<WebSocket>();

@@ -64,6 +64,12 @@ export function createNodeWebSocket(options: { maxPayload: number }) {
   return { upgradeWebSocket, injectWebSocket, closeAll };
 }
 
+/**
+ * `raw` is the `ws` WebSocket itself: its pause() and resume() are the sessions' backpressure
+ * (ClientSocket.pause, src/app.ts). They stop and restart reading the TCP socket; ws's own
+ * rather than its `_socket`'s, because its receiver resumes a socket it had paused for its
+ * own buffer only when the WebSocket is not paused. Frames already read still arrive.
+ */
 function attach(ws: WebSocket, url: URL, events: WSEvents<WebSocket>): void {
   const ctx = new WSContext<WebSocket>({
     send: (data, opts) => ws.send(data, { compress: opts.compress }),

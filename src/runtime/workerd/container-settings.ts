@@ -29,6 +29,9 @@ const SERVER_VARIABLES: ReadonlySet<string> = new Set([
   'PROVIDER_QUEUE_MS',
   'FINISH_TIMEOUT_MS',
   'MAX_PARTICIPANTS',
+  'MAX_SESSIONS',
+  'MAX_PROVIDER_CONNECTIONS',
+  'MAX_SESSION_BUFFER_MB',
 ]);
 
 /** A provider's variables share its key's prefix (OPENAI_API_KEY: OPENAI_MODEL, OPENAI_BASE_URL…). */

@@ -22,6 +22,11 @@ export function closeBack(socket: WebSocket, code: number, reason: string): void
  *
  * Ours rather than `hono/cloudflare-workers`'s: that one never calls `onOpen` (the app sends
  * `info` from it), and binary frames arrive as Blob on recent compatibility dates.
+ *
+ * No backpressure: an accepted WebSocketPair socket dispatches every message event as it
+ * arrives and has no way to stop reading, so sessions get no ClientSocket.pause here, and a
+ * fast sender's audio is held up to MAX_SESSION_BUFFER_MB per session (docs/PROTOCOL.md
+ * §4.10; 16 MB by default when the Worker transcribes in its isolate).
  */
 export const upgradeWebSocket: UpgradeWebSocket<WebSocket> = defineWebSocketHelper<WebSocket>((c, events) => {
   if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') return;

@@ -47,6 +47,13 @@ let built: Built | undefined;
  */
 const IN_WORKER_MAX_PARTICIPANTS = 64;
 
+/**
+ * What one session's provider queues may hold in the isolate (MB): workerd cannot stop
+ * reading a client (no backpressure), so a fast sender fills its queues up to this bound, and
+ * the server's 64 MB would not leave the isolate's 128 MB room. MAX_SESSION_BUFFER_MB overrides it.
+ */
+const IN_WORKER_MAX_SESSION_BUFFER_MB = 16;
+
 /** The Worker's app, from its environment; every configuration problem is listed at once. */
 function build(env: Env): Built {
   const vars = workerVars(env);
@@ -55,7 +62,10 @@ function build(env: Env): Built {
   if (vars.TRANSCRIBE_IN_WORKER && flag === undefined) errors.push(`TRANSCRIBE_IN_WORKER: must be ${BOOLEAN_VALUES}`);
   // Without a container to relay to, the isolate runs the whole pipeline itself.
   const inWorker = flag === true || env.CONTAINER === undefined;
-  if (inWorker) vars.MAX_PARTICIPANTS ??= String(IN_WORKER_MAX_PARTICIPANTS);
+  if (inWorker) {
+    vars.MAX_PARTICIPANTS ??= String(IN_WORKER_MAX_PARTICIPANTS);
+    vars.MAX_SESSION_BUFFER_MB ??= String(IN_WORKER_MAX_SESSION_BUFFER_MB);
+  }
   const loaded = loadConfig(vars, PROVIDERS);
   if (!loaded.ok) errors.push(...loaded.errors);
   if (loaded.ok && loaded.config.useDispatcher && !hasDispatcherBinding(env)) {
