@@ -25,6 +25,9 @@ export interface AppDeps {
   dispatcherAvailable?: boolean;
 }
 
+/** The refusal of a new session while the server drains (docs/PROTOCOL.md §2). */
+const SHUTTING_DOWN = 'server is shutting down';
+
 const isUpgrade = (header: string | undefined) => header?.toLowerCase() === 'websocket';
 
 /**
@@ -65,6 +68,8 @@ export function createApp(deps: AppDeps): Hono {
       sessions: metrics.state.sessions,
       participants: metrics.state.participants,
     };
+    // Shutting down: a load balancer must send new sessions elsewhere (docs/PROTOCOL.md §6).
+    if (sessions.draining) return c.json({ status: 'draining', ...fields }, 503);
     if (reasons.length) return c.json({ status: 'degraded', reasons, ...fields }, 503);
     return c.json({ status: 'ok', ...fields });
   });
@@ -78,6 +83,7 @@ export function createApp(deps: AppDeps): Hono {
       return c.text(upgrade ? `no WebSocket endpoint at ${path}; connect to /transcribe` : 'not found', 404);
     }
     if (!upgrade) return c.text('Upgrade Required: open a WebSocket to /transcribe', 426);
+    if (sessions.draining) return c.text(SHUTTING_DOWN, 503);
     if (providerNames.length === 0) return c.text(noProvider, 503);
     const parsed = parseParams(new URL(c.req.url).searchParams);
     if (!parsed.ok) return c.text(parsed.reason, 400);

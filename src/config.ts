@@ -27,6 +27,8 @@ const Env = v.object({
   MAX_PROVIDER_CONNECTIONS: envInt(200, 0, 1_000_000),
   /** Audio all of one session's provider queues may hold together (MB); beyond, the oldest is dropped. */
   MAX_SESSION_BUFFER_MB: envNumber(64, 1, 4096),
+  /** Shutdown (SIGTERM/SIGINT): how long the sessions' pending finals get before the sockets are closed. */
+  DRAIN_TIMEOUT_MS: envInt(10_000, 0, 600_000),
 });
 
 export interface Config {
@@ -44,6 +46,8 @@ export interface Config {
   maxSessions: number;
   maxProviderConnections: number;
   maxSessionBufferBytes: number;
+  /** Shutdown: how long every session's pending finals get, delivered to the client still attached. */
+  drainTimeoutMs: number;
   /** Configured providers in priority order, ready to be built with the runtime's deps. */
   providers: { name: string; create: (deps: ProviderDeps) => Provider }[];
   /** The variable to set when no provider is configured. */
@@ -169,6 +173,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
       maxSessions: output.MAX_SESSIONS,
       maxProviderConnections: output.MAX_PROVIDER_CONNECTIONS,
       maxSessionBufferBytes: Math.round(output.MAX_SESSION_BUFFER_MB * (1 << 20)),
+      drainTimeoutMs: output.DRAIN_TIMEOUT_MS,
       providers,
       missingProviderHint: modules.map((m) => m.keyVariable).join(' or '),
       knownProviders: modules.map((m) => ({ name: m.name, keyVariable: m.keyVariable })),

@@ -21,7 +21,11 @@ export interface RunningServer {
   readonly config: Config;
   readonly log: Logger;
   readonly metrics: Metrics;
-  /** Stops accepting, closes every client socket, and resolves when the server is closed. */
+  /**
+   * Drains (new sessions refused, every session's pending finals delivered to its client and
+   * the dispatcher within DRAIN_TIMEOUT_MS, then its client closed with 1001), closes the
+   * server, and resolves once the dispatcher's queues have settled.
+   */
   close(): Promise<void>;
 }
 
@@ -126,9 +130,16 @@ export async function main(start: () => Promise<RunningServer>, proc: Process): 
   // starts and stops at once) still shuts down cleanly instead of killing the process.
   let server: RunningServer | undefined;
   let stopRequested = false;
+  // A second signal during the drain is ignored (below): the drain is bounded by DRAIN_TIMEOUT_MS.
   const shutdown = (running: RunningServer, signal: string) => {
-    running.log.info('shutting down', { signal });
-    void running.close().then(() => proc.exit(0));
+    running.log.info('shutting down', { signal, drainTimeoutMs: running.config.drainTimeoutMs });
+    void running.close().then(
+      () => proc.exit(0),
+      (error: unknown) => {
+        running.log.error('shutdown failed', { error: error instanceof Error ? error : String(error) });
+        proc.exit(1);
+      },
+    );
   };
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     proc.onSignal(signal, () => {
@@ -163,13 +174,14 @@ export async function startServer<W extends InboundWebSockets>(adapter: ServerAd
   // session (counted, the session goes on) rather than closing the socket with 1009.
   const sockets = adapter.webSockets({ maxPayload: Math.max(config.maxMessageBytes * 16, 16 << 20) });
   const sinks = trackSinks(webSocketDispatcherSinks({ config: config.dispatcher, connector, log, metrics, timers }), timers);
+  const sessions = localSessions({ config, codec: adapter.codec, connector, base64: adapter.base64, log, metrics, timers });
   const app = createApp({
     config,
     runtime: adapter.runtime,
     upgradeWebSocket: sockets.upgradeWebSocket,
     log,
     metrics,
-    sessions: localSessions({ config, codec: adapter.codec, connector, base64: adapter.base64, log, metrics, timers }),
+    sessions,
     sinks: sinks.factory,
     dispatcherAvailable: config.dispatcher.wsUrl !== undefined,
   });
@@ -182,6 +194,13 @@ export async function startServer<W extends InboundWebSockets>(adapter: ServerAd
     log,
     metrics,
     async close() {
+      // New sessions are refused from here on (503, /health "draining"). Every session's
+      // pending audio is committed and its finals delivered to its client, still attached, and
+      // to the dispatcher; then the client is closed with 1001 (docs/PROTOCOL.md §6).
+      const started = timers.now();
+      await sessions.drain(config.drainTimeoutMs);
+      log.info('sessions drained', { ms: timers.now() - started });
+      // Any socket left: one accepted while the drain began.
       await sockets.closeAll();
       await listening.close();
       // Finals still on their way to the dispatcher get their drain before the process exits.

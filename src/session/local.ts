@@ -7,7 +7,7 @@ import { ProviderHealth } from '../providers/health.ts';
 import type { Provider } from '../providers/provider.ts';
 import { portableBase64, type Base64Codec } from '../util/base64.ts';
 import { systemTimers, type Timers } from '../util/timers.ts';
-import type { SessionContext, SessionFactory } from './ports.ts';
+import type { SessionContext, SessionFactory, SessionHandle } from './ports.ts';
 import { Session } from './session.ts';
 import { SessionShell } from './shell.ts';
 
@@ -28,7 +28,7 @@ export interface LocalSessionsDeps {
  * provider, built here and only here. /health learns of the providers from the sessions' own
  * connection attempts.
  */
-export function localSessions(deps: LocalSessionsDeps): SessionFactory {
+export function localSessions(deps: LocalSessionsDeps): SessionFactory & Required<Pick<SessionFactory, 'draining' | 'drain'>> {
   const base64 = deps.base64 ?? portableBase64;
   const timers = deps.timers ?? systemTimers;
   const health = new ProviderHealth();
@@ -48,6 +48,19 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory {
   };
   let codec: OpusCodec | undefined;
 
+  // Every session until it has ended: what a shutdown drains.
+  const live = new Set<Session>();
+  let draining = false;
+  const end = (session: Session, drainMs?: number) =>
+    (drainMs === undefined ? session.close() : session.drain(drainMs)).finally(() => live.delete(session));
+
+  /** One client socket's view of its session. */
+  const handleFor = (session: Session): SessionHandle => ({
+    info: (base) => session.info(base),
+    handle: (data) => session.handle(data),
+    close: () => end(session),
+  });
+
   return {
     providers: names,
     problems: () => health.problems(names),
@@ -63,12 +76,22 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory {
       codec = loaded;
       deps.metrics.state.liveDecoders = () => loaded.liveDecoders;
     },
-    open: (params, client, sinks) =>
-      new Session(new SessionShell(params, client, ctx), sinks, ctx, {
+    open: (params, client, sinks) => {
+      const session = new Session(new SessionShell(params, client, ctx), sinks, ctx, {
         // prepare() runs before every upgrade, so the codec is loaded by now.
         codec: codec!,
         provider: providers.get(params.provider)!,
         base64,
-      }),
+      });
+      live.add(session);
+      return handleFor(session);
+    },
+    get draining() {
+      return draining;
+    },
+    async drain(timeoutMs) {
+      draining = true;
+      await Promise.all([...live].map((session) => end(session, timeoutMs)));
+    },
   };
 }

@@ -73,6 +73,15 @@ export interface SessionFactory {
   atCapacity?(params: TranscribeParams): string | undefined;
   /** `sinks` are the ones besides the client socket; the session owns what reaches `client`. */
   open(params: TranscribeParams, client: ClientSocket, sinks: TranscriptSink[]): SessionHandle;
+  /** Set once `drain` has begun: the app refuses new sessions and /health says `draining`. */
+  readonly draining?: boolean;
+  /**
+   * Server shutdown (docs/PROTOCOL.md §6): every live session's participants are finished
+   * (pending audio committed, finals awaited up to `timeoutMs`) while their clients are still
+   * attached, so the finals reach the client and every sink; then each client is closed with
+   * 1001 and the sinks are closed. Resolves once every session has ended.
+   */
+  drain?(timeoutMs: number): Promise<void>;
 }
 
 /** The operator's limits a session runs under (see Config). */

@@ -8,6 +8,7 @@ import { participantIdOf } from '../protocol/participant.ts';
 import type { Base64Codec } from '../util/base64.ts';
 import { SessionBacklog } from './backlog.ts';
 import { Participant, type InputFormat } from './participant.ts';
+import { withDeadline } from '../util/timers.ts';
 import { scoped, type InfoBase, type SessionContext, type SessionHandle, type TranscriptSink } from './ports.ts';
 import type { StreamResult } from './provider-stream.ts';
 import type { SessionShell } from './shell.ts';
@@ -41,6 +42,7 @@ export class Session implements SessionHandle {
   private readonly ctx: SessionContext;
   private readonly sweep: unknown;
   private closed = false;
+  private ending: Promise<void> | undefined;
 
   constructor(
     private readonly shell: SessionShell,
@@ -109,19 +111,40 @@ export class Session implements SessionHandle {
     }
   }
 
-  /** Socket closed: finals still wanted by a sink get a grace period; everything is released. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /** Socket closed for good: finals still wanted by a sink get a grace period; everything is released. */
+  close(): Promise<void> {
+    this.ending ??= this.end(undefined);
+    return this.ending;
+  }
+
+  /**
+   * Server shutdown: every participant's pending audio is committed and its finals awaited
+   * (at most `timeoutMs`) while the client is still attached, so they reach it and every other
+   * sink; then the client is closed with 1001 and the sinks drain. A session already ending
+   * goes on as it was.
+   */
+  drain(timeoutMs: number): Promise<void> {
+    this.ending ??= this.end(timeoutMs);
+    return this.ending;
+  }
+
+  private async end(drainMs: number | undefined): Promise<void> {
     this.closed = true;
     this.ctx.timers.clearInterval(this.sweep);
     this.ctx.backlog?.close();
-    const drain = this.sinks.some((s) => s.outlivesClient);
     const all = [...this.participants.values()];
     this.participants.clear();
     this.ctx.metrics.state.participants -= all.length;
-    if (drain) await Promise.all(all.map((p) => p.finish(this.ctx.limits.finishTimeoutMs)));
-    else for (const p of all) p.close();
-    await Promise.all(this.stopping);
+    if (drainMs !== undefined) {
+      // The client is still there to receive what the drain produces.
+      const finished = Promise.all([...all.map((p) => p.finish(drainMs)), ...this.stopping]);
+      await withDeadline(finished, drainMs, this.ctx.timers);
+      this.shell.close(1001, 'server shutting down');
+    } else {
+      if (this.sinks.some((s) => s.outlivesClient)) await Promise.all(all.map((p) => p.finish(this.ctx.limits.finishTimeoutMs)));
+      else for (const p of all) p.close();
+      await Promise.all(this.stopping);
+    }
     await Promise.all(this.sinks.map((s) => s.close()));
     this.shell.closed({ participants: all.length });
   }

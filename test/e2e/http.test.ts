@@ -172,12 +172,22 @@ describe('configuration', () => {
         OPENAI_BASE_URL: 'ftp://example.com',
         OPENAI_TURN_DETECTION: '{not json',
         PROVIDERS_PRIORITY: 'openai,nonesuch',
+        DRAIN_TIMEOUT_MS: '-5',
       },
       PROVIDERS,
     );
     expect(result.ok).toBe(false);
     const errors = result.ok ? [] : result.errors;
-    for (const name of ['PORT', 'LOG_LEVEL', 'FORCE_COMMIT_TIMEOUT', 'USE_DISPATCHER', 'OPENAI_BASE_URL', 'OPENAI_TURN_DETECTION', 'PROVIDERS_PRIORITY']) {
+    for (const name of [
+      'PORT',
+      'LOG_LEVEL',
+      'FORCE_COMMIT_TIMEOUT',
+      'USE_DISPATCHER',
+      'OPENAI_BASE_URL',
+      'OPENAI_TURN_DETECTION',
+      'PROVIDERS_PRIORITY',
+      'DRAIN_TIMEOUT_MS',
+    ]) {
       expect(errors.some((e) => e.startsWith(name)), `${name} in ${JSON.stringify(errors)}`).toBe(true);
     }
     expect(JSON.stringify(errors)).not.toContain('sk-x');
@@ -187,7 +197,14 @@ describe('configuration', () => {
     const result = loadConfig({ OPENAI_API_KEY: 'sk-x' }, PROVIDERS);
     expect(result.ok).toBe(true);
     if (!result.ok) return;
-    expect(result.config).toMatchObject({ port: 8080, host: '0.0.0.0', forceCommitMs: 2000, useDispatcher: false, maxMessageBytes: 262144 });
+    expect(result.config).toMatchObject({
+      port: 8080,
+      host: '0.0.0.0',
+      forceCommitMs: 2000,
+      useDispatcher: false,
+      maxMessageBytes: 262144,
+      drainTimeoutMs: 10_000,
+    });
     expect(result.config.providers.map((p) => p.name)).toEqual(['openai']);
   });
 
