@@ -29,6 +29,8 @@ const Env = v.object({
   MAX_SESSION_BUFFER_MB: envNumber(64, 1, 4096),
   /** Shutdown (SIGTERM/SIGINT): how long the sessions' pending finals get before the sockets are closed. */
   DRAIN_TIMEOUT_MS: envInt(10_000, 0, 600_000),
+  /** How long a session whose client went away waits for it to come back with the same sessionId (0: never). */
+  RESUME_GRACE_MS: envInt(15_000, 0, 600_000),
 });
 
 export interface Config {
@@ -48,6 +50,8 @@ export interface Config {
   maxSessionBufferBytes: number;
   /** Shutdown: how long every session's pending finals get, delivered to the client still attached. */
   drainTimeoutMs: number;
+  /** How long a session outlives its client's socket, for a client that reconnects with its sessionId (0: never). */
+  resumeGraceMs: number;
   /** Configured providers in priority order, ready to be built with the runtime's deps. */
   providers: { name: string; create: (deps: ProviderDeps) => Provider }[];
   /** The variable to set when no provider is configured. */
@@ -174,6 +178,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
       maxProviderConnections: output.MAX_PROVIDER_CONNECTIONS,
       maxSessionBufferBytes: Math.round(output.MAX_SESSION_BUFFER_MB * (1 << 20)),
       drainTimeoutMs: output.DRAIN_TIMEOUT_MS,
+      resumeGraceMs: output.RESUME_GRACE_MS,
       providers,
       missingProviderHint: modules.map((m) => m.keyVariable).join(' or '),
       knownProviders: modules.map((m) => ({ name: m.name, keyVariable: m.keyVariable })),

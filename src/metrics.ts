@@ -104,7 +104,7 @@ export class Registry {
 /** The proxy's metrics. One instance per process (per isolate on workerd). */
 export function createMetrics() {
   const registry = new Registry();
-  const state = { sessions: 0, participants: 0, providerStreams: 0, dispatcherQueue: 0, liveDecoders: (): number => 0 };
+  const state = { sessions: 0, participants: 0, providerStreams: 0, detachedSessions: 0, dispatcherQueue: 0, liveDecoders: (): number => 0 };
   return {
     registry,
     state,
@@ -112,6 +112,12 @@ export function createMetrics() {
     participants: registry.gauge('transcriber_participants', 'Live participant streams', () => state.participants),
     decoders: registry.gauge('transcriber_opus_decoders', 'Live Opus decoders in the shared WASM instance', () => state.liveDecoders()),
     sessionsTotal: registry.counter('transcriber_sessions_total', 'Sessions opened'),
+    sessionsDetached: registry.gauge(
+      'transcriber_sessions_detached',
+      'Sessions whose client socket has gone, kept for RESUME_GRACE_MS in case it comes back',
+      () => state.detachedSessions,
+    ),
+    sessionsResumed: registry.counter('transcriber_sessions_resumed_total', 'Sessions resumed by a client that came back with the same sessionId'),
     framesTotal: registry.counter('transcriber_media_frames_total', 'media events accepted'),
     inputErrors: registry.counter('transcriber_input_errors_total', 'Client input refused, by reason'),
     decodeErrors: registry.counter('transcriber_decode_errors_total', 'Audio that could not be decoded, by reason'),

@@ -8,12 +8,16 @@ import type { Provider } from '../providers/provider.ts';
 import { portableBase64, type Base64Codec } from '../util/base64.ts';
 import { systemTimers, type Timers } from '../util/timers.ts';
 import type { SessionContext, SessionFactory, SessionHandle } from './ports.ts';
+import { DetachedSessions } from './resumption.ts';
 import { Session } from './session.ts';
 import { SessionShell } from './shell.ts';
 
 export interface LocalSessionsDeps {
-  /** The configured providers and the session limits. */
-  config: Pick<Config, 'providers'> & SessionContext['limits'] & Partial<Pick<Config, 'maxSessions'>>;
+  /**
+   * The configured providers, the session limits, and how long a session whose client went
+   * away waits for it to come back (RESUME_GRACE_MS; absent or 0: never).
+   */
+  config: Pick<Config, 'providers'> & Partial<Pick<Config, 'resumeGraceMs'>> & SessionContext['limits'] & Partial<Pick<Config, 'maxSessions'>>;
   /** The shared Opus codec (one WASM instance hosts every decoder); loaded once. */
   codec: () => Promise<OpusCodec>;
   connector: SocketConnector;
@@ -48,18 +52,35 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
   };
   let codec: OpusCodec | undefined;
 
-  // Every session until it has ended: what a shutdown drains.
+  // Every session until it has ended, attached or not: what a shutdown drains.
   const live = new Set<Session>();
   let draining = false;
   const end = (session: Session, drainMs?: number) =>
     (drainMs === undefined ? session.close() : session.drain(drainMs)).finally(() => live.delete(session));
 
-  /** One client socket's view of its session. */
-  const handleFor = (session: Session): SessionHandle => ({
-    info: (base) => session.info(base),
-    handle: (data) => session.handle(data),
-    close: () => end(session),
-  });
+  const graceMs = deps.config.resumeGraceMs ?? 0;
+  const detached = new DetachedSessions<Session>(graceMs, ctx, (session) => void end(session));
+
+  /** One client socket's view of its session: when it closes, the session ends or waits for the client's return. */
+  const handleFor = (session: Session): SessionHandle => {
+    let gone = false;
+    return {
+      info: (base) => session.info(base),
+      handle: (data) => {
+        if (!gone) session.handle(data);
+      },
+      close: () => {
+        if (gone) return Promise.resolve();
+        gone = true;
+        if (graceMs > 0 && !draining && session.resumable) {
+          session.detach(graceMs);
+          detached.park(session);
+          return Promise.resolve();
+        }
+        return end(session);
+      },
+    };
+  };
 
   return {
     providers: names,
@@ -77,6 +98,13 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
       deps.metrics.state.liveDecoders = () => loaded.liveDecoders;
     },
     open: (params, client, sinks) => {
+      const resumed = draining ? undefined : detached.take(params);
+      if (resumed) {
+        // The session keeps the sinks it has (the dispatcher's queue, in order); these were never used.
+        for (const sink of sinks) void sink.close();
+        resumed.resume(params, client);
+        return handleFor(resumed);
+      }
       const session = new Session(new SessionShell(params, client, ctx), sinks, ctx, {
         // prepare() runs before every upgrade, so the codec is loaded by now.
         codec: codec!,
@@ -91,6 +119,7 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
     },
     async drain(timeoutMs) {
       draining = true;
+      detached.clear();
       await Promise.all([...live].map((session) => end(session, timeoutMs)));
     },
   };

@@ -117,6 +117,14 @@ export class Participant {
     this.stream.flush();
   }
 
+  /**
+   * A new client socket took the session over (docs/PROTOCOL.md §4.9): its `chunk`s may
+   * start over, so the next one is accepted as is rather than dropped as late.
+   */
+  restartSequence(): void {
+    this.sequencer.reset();
+  }
+
   /** `stop`, or session end with a sink that still wants finals. */
   async finish(timeoutMs: number): Promise<void> {
     this.flushed = true;

@@ -71,7 +71,11 @@ export interface SessionFactory {
    * (MAX_SESSIONS), answered with 503 before the upgrade; undefined while one may.
    */
   atCapacity?(params: TranscribeParams): string | undefined;
-  /** `sinks` are the ones besides the client socket; the session owns what reaches `client`. */
+  /**
+   * `sinks` are the ones besides the client socket; the session owns what reaches `client`.
+   * A factory that resumes sessions may hand back a detached one with the same sessionId
+   * (docs/PROTOCOL.md §4.9); it then closes `sinks`, unused, and keeps the session's own.
+   */
   open(params: TranscribeParams, client: ClientSocket, sinks: TranscriptSink[]): SessionHandle;
   /** Set once `drain` has begun: the app refuses new sessions and /health says `draining`. */
   readonly draining?: boolean;

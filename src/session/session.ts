@@ -8,8 +8,10 @@ import { participantIdOf } from '../protocol/participant.ts';
 import type { Base64Codec } from '../util/base64.ts';
 import { SessionBacklog } from './backlog.ts';
 import { Participant, type InputFormat } from './participant.ts';
+import type { Logger } from '../log.ts';
+import type { TranscribeParams } from '../protocol/query.ts';
 import { withDeadline } from '../util/timers.ts';
-import { scoped, type InfoBase, type SessionContext, type SessionHandle, type TranscriptSink } from './ports.ts';
+import { scoped, type ClientSocket, type InfoBase, type SessionContext, type SessionHandle, type TranscriptSink } from './ports.ts';
 import type { StreamResult } from './provider-stream.ts';
 import type { SessionShell } from './shell.ts';
 
@@ -128,6 +130,37 @@ export class Session implements SessionHandle {
     return this.ending;
   }
 
+  /** The query parameters of the client attached last. */
+  get params(): TranscribeParams {
+    return this.shell.params;
+  }
+
+  /** The session's log (its lines carry `session`). */
+  get log(): Logger {
+    return this.ctx.log;
+  }
+
+  /** Whether this session may wait for its client to come back: it has a sessionId, and neither side ended it. */
+  get resumable(): boolean {
+    return this.shell.params.sessionId !== undefined && !this.ending && this.shell.resumable;
+  }
+
+  /**
+   * The client's socket went away, and the client may come back (docs/PROTOCOL.md §4.9):
+   * provider streams stay open, the idle commit goes on, finals are held for the next socket.
+   */
+  detach(graceMs: number): void {
+    this.shell.detach();
+    this.ctx.log.info('session detached', { participants: this.participants.size, graceMs });
+  }
+
+  /** A new socket for a detached session: its `info`, then the finals held, then the rest. */
+  resume(params: TranscribeParams, client: ClientSocket): void {
+    this.shell.attach(params, client);
+    for (const p of this.participants.values()) p.restartSequence();
+    this.ctx.log.info('session resumed', { participants: this.participants.size });
+  }
+
   private async end(drainMs: number | undefined): Promise<void> {
     this.closed = true;
     this.ctx.timers.clearInterval(this.sweep);
@@ -135,13 +168,14 @@ export class Session implements SessionHandle {
     const all = [...this.participants.values()];
     this.participants.clear();
     this.ctx.metrics.state.participants -= all.length;
-    if (drainMs !== undefined) {
+    if (drainMs !== undefined && this.shell.attached) {
       // The client is still there to receive what the drain produces.
       const finished = Promise.all([...all.map((p) => p.finish(drainMs)), ...this.stopping]);
       await withDeadline(finished, drainMs, this.ctx.timers);
       this.shell.close(1001, 'server shutting down');
     } else {
-      if (this.sinks.some((s) => s.outlivesClient)) await Promise.all(all.map((p) => p.finish(this.ctx.limits.finishTimeoutMs)));
+      const finishMs = drainMs ?? this.ctx.limits.finishTimeoutMs;
+      if (this.sinks.some((s) => s.outlivesClient)) await Promise.all(all.map((p) => p.finish(finishMs)));
       else for (const p of all) p.close();
       await Promise.all(this.stopping);
     }

@@ -1,50 +1,121 @@
 import { worthLogging, type Logger } from '../log.ts';
-import { errorMessage, pong, type DecodeErrorCode, type InfoMessage, type InputErrorCode } from '../protocol/outbound.ts';
+import { errorMessage, pong, type DecodeErrorCode, type InfoMessage, type InputErrorCode, type TranscriptionResult } from '../protocol/outbound.ts';
 import type { TranscribeParams } from '../protocol/query.ts';
-import { createClientSink, sentToClient } from '../sinks/client.ts';
+import { sentToClient } from '../sinks/client.ts';
 import type { ClientSocket, InfoBase, SessionContext, TranscriptSink } from './ports.ts';
+
+/** Finals kept for a client that went away and may come back (docs/PROTOCOL.md §4.9); beyond, the oldest go. */
+export const HELD_FINALS_LIMIT = 1_000;
 
 /**
  * What every session engine does the same way for its client, whether it transcribes here
  * (Session) or relays to a transcriber elsewhere (the Worker's RelaySession): the opening
  * `info`, pongs, the sendBack filter, the session counters, and refused input counted and
  * answered without flooding the log or the client.
+ *
+ * The client socket may go away and another take its place (`detach`, `attach`: a session
+ * resumed by a client that reconnects with its sessionId): meanwhile finals are held, in
+ * order, for the next socket, and everything else for the client is dropped.
  */
 export class SessionShell {
   readonly log: Logger;
-  /** Results as far as the client's sendBack flags ask for them. */
+  /** Results as far as the client's sendBack flags ask for them; finals held while detached. */
   readonly clientSink: TranscriptSink;
   private readonly refusals = new Map<string, number>();
   private done = false;
+  private current: TranscribeParams;
+  private client: ClientSocket | undefined;
+  private readonly held: TranscriptionResult[] = [];
+  private heldDropped = 0;
+  private sinkOpen = true;
+  /** The proxy closed the client socket itself (a policy close, shutdown): not to be resumed. */
+  private closedByServer = false;
 
   constructor(
-    readonly params: TranscribeParams,
-    private readonly client: ClientSocket,
+    params: TranscribeParams,
+    client: ClientSocket,
     private readonly ctx: Pick<SessionContext, 'log' | 'metrics'>,
   ) {
+    this.current = params;
+    this.client = client;
     this.log = ctx.log.child({ session: params.sessionId ?? null });
-    this.clientSink = createClientSink(client, params);
+    this.clientSink = {
+      outlivesClient: false,
+      deliver: (result) => this.deliver(result),
+      close: async () => {
+        this.sinkOpen = false;
+        this.held.length = 0;
+      },
+    };
     ctx.metrics.sessionsTotal.inc();
     ctx.metrics.state.sessions++;
   }
 
-  /** The first message on the socket. */
+  /** The query parameters of the client socket attached last. */
+  get params(): TranscribeParams {
+    return this.current;
+  }
+
+  /** Whether a client socket is attached. */
+  get attached(): boolean {
+    return this.client !== undefined;
+  }
+
+  /** Whether the client's socket went away by itself, rather than closed by the proxy. */
+  get resumable(): boolean {
+    return !this.closedByServer && !this.done;
+  }
+
+  /** The client socket has gone: finals are held for the next one, the rest is dropped. */
+  detach(): void {
+    this.client = undefined;
+  }
+
+  /** A new socket for this session; its own flags apply from now on. `info` sends what was held. */
+  attach(params: TranscribeParams, client: ClientSocket): void {
+    this.current = params;
+    this.client = client;
+  }
+
+  /** The first message on the socket; finals held while no socket was attached follow it, in order. */
   info(base: InfoBase): void {
     const msg: InfoMessage = { event: 'info', ...base, provider: this.params.provider, sessionId: this.params.sessionId ?? null };
-    this.client.send(JSON.stringify(msg));
+    this.client?.send(JSON.stringify(msg));
+    const held = this.held.splice(0);
+    if (this.heldDropped) {
+      this.log.warn('finals held for the client dropped', { dropped: this.heldDropped, limit: HELD_FINALS_LIMIT });
+      this.heldDropped = 0;
+    }
+    for (const result of held) this.deliver(result);
   }
 
   pong(id: unknown): void {
-    this.client.send(pong(id));
+    this.client?.send(pong(id));
   }
 
   send(text: string): void {
-    this.client.send(text);
+    this.client?.send(text);
   }
 
-  /** Closes the client socket (a policy refusal, a transcriber gone). */
+  /** Closes the client socket (a policy refusal, a transcriber gone, shutdown); the session will not be resumed. */
   close(code: number, reason: string): void {
-    this.client.close(code, reason);
+    this.closedByServer = true;
+    this.client?.close(code, reason);
+  }
+
+  private deliver(result: TranscriptionResult): void {
+    if (!this.sinkOpen) return;
+    if (this.client) {
+      if (sentToClient(this.current, result.is_interim)) this.client.send(JSON.stringify(result));
+      return;
+    }
+    // Detached: what the next socket may want, decided by its flags when it comes.
+    if (result.is_interim) return;
+    this.held.push(result);
+    if (this.held.length > HELD_FINALS_LIMIT) {
+      this.held.shift();
+      this.heldDropped++;
+    }
   }
 
   /**
@@ -83,7 +154,7 @@ export class SessionShell {
     const n = this.countRefusal(reason, options.count);
     if (n === undefined) return;
     if (options.log ?? true) this.log.warn('input refused', { reason, detail, tag, occurrences: n });
-    this.client.send(errorMessage(reason, detail, { tag }));
+    this.client?.send(errorMessage(reason, detail, { tag }));
   }
 
   /** The session is over: counted once, and logged with `fields`. */

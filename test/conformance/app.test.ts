@@ -215,6 +215,34 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
     expect(client.finals().map((f) => f.transcript[0]!.text)).toEqual(texts);
     await client.close();
   });
+
+  it('resumes a session whose socket dropped: the same provider stream, its info, the final made meanwhile, then new audio', async ({ skip }) => {
+    skip(
+      runtime === 'workerd',
+      'the Worker transcribing in its own isolate does not resume (RESUME_GRACE_MS is 0 there): workerd lets no request use a socket another request opened, so a provider stream cannot outlive its client socket',
+    );
+    const speech = capture.filter((r) => r.tag === TAG_A);
+    const query = 'sessionId=resumer&sendBack=true&lang=de';
+    const mine = () => fake.connections.filter((c) => transcriptionOf(c)?.language === 'de');
+    const first = await TestClient.connect(ws(query));
+    // 2 s of speaker A (its start and 100 packets).
+    await replayJvb(first, { pace: 'fast', records: speech.slice(0, 101) });
+    await fake.waitFor(() => mine()[0]?.appends === 100, 'the audio');
+    // The socket is just gone (no close frame); the idle commit finishes the utterance meanwhile.
+    first.ws.terminate();
+    await fake.waitFor(() => mine()[0]!.completed().some((t) => t !== ''), 'the utterance completed');
+    const second = await TestClient.connect(ws(query));
+    await second.waitFor(() => second.finals().length === 1, 'the final made while detached');
+    expect(second.messages[0]).toMatchObject({ event: 'info', runtime, sessionId: 'resumer' });
+    expect(second.messages[1]).toMatchObject({ event: 'transcription-result', is_interim: false });
+    expect(second.finals()[0]!.transcript[0]!.text).toBe(mine()[0]!.completed().find((t) => t !== ''));
+    expect(first.finals()).toEqual([]);
+    // New audio goes on the same provider stream.
+    await replayJvb(second, { pace: 'fast', records: speech.slice(101, 151) });
+    await fake.waitFor(() => mine()[0]!.appends === 150, 'the new audio on the same stream');
+    expect(mine()).toHaveLength(1);
+    await second.close();
+  });
 });
 
 describe('across runtimes', () => {

@@ -173,6 +173,7 @@ describe('configuration', () => {
         OPENAI_TURN_DETECTION: '{not json',
         PROVIDERS_PRIORITY: 'openai,nonesuch',
         DRAIN_TIMEOUT_MS: '-5',
+        RESUME_GRACE_MS: 'soon',
       },
       PROVIDERS,
     );
@@ -187,6 +188,7 @@ describe('configuration', () => {
       'OPENAI_TURN_DETECTION',
       'PROVIDERS_PRIORITY',
       'DRAIN_TIMEOUT_MS',
+      'RESUME_GRACE_MS',
     ]) {
       expect(errors.some((e) => e.startsWith(name)), `${name} in ${JSON.stringify(errors)}`).toBe(true);
     }
@@ -204,6 +206,7 @@ describe('configuration', () => {
       useDispatcher: false,
       maxMessageBytes: 262144,
       drainTimeoutMs: 10_000,
+      resumeGraceMs: 15_000,
     });
     expect(result.config.providers.map((p) => p.name)).toEqual(['openai']);
   });

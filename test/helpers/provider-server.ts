@@ -28,7 +28,10 @@ export async function startProviderServer(env: Record<string, string>): Promise<
   const log = createLogger('debug', (_level, line) => {
     logs.push(JSON.parse(line) as LogLine);
   });
-  const server = await startNodeServer({ env: { PORT: '0', HOST: '127.0.0.1', ...env }, log });
+  // Sessions end when their client closes unless a test asks for resumption: these servers share
+  // one process (and its Opus codec), where a session left waiting for its client would hold
+  // its decoders and provider sockets into the next test.
+  const server = await startNodeServer({ env: { PORT: '0', HOST: '127.0.0.1', RESUME_GRACE_MS: '0', ...env }, log });
   const url = (path: string) => `http://127.0.0.1:${server.port}${path}`;
   const clients: TestClient[] = [];
   return {

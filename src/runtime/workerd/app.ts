@@ -34,6 +34,8 @@ export function createWorkerdApp(options: WorkerdAppOptions): Hono {
     metrics,
     sinks: options.sinks,
     dispatcherAvailable: options.dispatcherAvailable,
-    sessions: options.sessions ?? localSessions({ config, codec, connector: workerdConnector, log, metrics }),
+    // No resumption in an isolate: a provider socket opened for one request cannot be used from
+    // another's (workerd's I/O isolation), so a session cannot outlive its client's socket here.
+    sessions: options.sessions ?? localSessions({ config: { ...config, resumeGraceMs: 0 }, codec, connector: workerdConnector, log, metrics }),
   });
 }

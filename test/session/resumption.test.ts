@@ -1,0 +1,188 @@
+/**
+ * Session resumption's parts on a manual clock (docs/PROTOCOL.md §4.9): the registry of
+ * detached sessions (grace, matching, order), and what the session shell holds for a client
+ * that is away. The whole, over real sockets, is in test/e2e/survival.test.ts.
+ */
+import { describe, expect, it } from 'vitest';
+import { createLogger, type Logger } from '../../src/log.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import type { TranscriptionResult } from '../../src/protocol/outbound.ts';
+import type { TranscribeParams } from '../../src/protocol/query.ts';
+import type { ClientSocket } from '../../src/session/ports.ts';
+import { DetachedSessions, resumeMismatch } from '../../src/session/resumption.ts';
+import { HELD_FINALS_LIMIT, SessionShell } from '../../src/session/shell.ts';
+import { ManualClock } from '../helpers/clock.ts';
+
+const params = (over: Partial<TranscribeParams> = {}): TranscribeParams => ({
+  sessionId: 'conf',
+  sendBack: true,
+  sendBackInterim: false,
+  useDispatcher: undefined,
+  lang: undefined,
+  provider: 'openai',
+  encoding: 'opus',
+  ...over,
+});
+
+interface LogRecord {
+  msg: string;
+  [field: string]: unknown;
+}
+
+function logger(): { log: Logger; lines: LogRecord[] } {
+  const lines: LogRecord[] = [];
+  return { log: createLogger('debug', (_level, line) => lines.push(JSON.parse(line) as LogRecord)), lines };
+}
+
+function fakeSession(p: TranscribeParams, log: Logger) {
+  return { params: p, log: log.child({ session: p.sessionId }) };
+}
+
+describe('DetachedSessions', () => {
+  function setup(graceMs = 1000) {
+    const clock = new ManualClock();
+    const metrics = createMetrics();
+    const expired: unknown[] = [];
+    const registry = new DetachedSessions<ReturnType<typeof fakeSession>>(graceMs, { metrics, timers: clock }, (s) => expired.push(s));
+    return { clock, metrics, expired, registry, ...logger() };
+  }
+
+  it('gives a parked session back to a socket with its sessionId within the grace, once, and counts it', () => {
+    const { clock, metrics, expired, registry, log } = setup();
+    const session = fakeSession(params(), log);
+    registry.park(session);
+    expect(metrics.state.detachedSessions).toBe(1);
+    clock.advance(999);
+    expect(registry.take(params({ sendBackInterim: true }))).toBe(session);
+    expect(registry.take(params())).toBeUndefined();
+    expect(metrics.state.detachedSessions).toBe(0);
+    expect(metrics.sessionsResumed.get()).toBe(1);
+    clock.advance(10_000);
+    expect(expired).toEqual([]);
+    expect(clock.pending()).toEqual([]);
+  });
+
+  it('expires a session at the end of its grace, logging it, and forgets it', () => {
+    const { clock, metrics, expired, registry, log, lines } = setup(1000);
+    const session = fakeSession(params(), log);
+    registry.park(session);
+    clock.advance(1000);
+    expect(expired).toEqual([session]);
+    expect(lines).toContainEqual(expect.objectContaining({ msg: 'session expired', session: 'conf', graceMs: 1000 }));
+    expect(metrics.state.detachedSessions).toBe(0);
+    expect(registry.take(params())).toBeUndefined();
+  });
+
+  it('never gives a session to a socket asking for another provider, language or dispatcher choice', () => {
+    const { registry, log, lines } = setup();
+    const session = fakeSession(params({ lang: 'en', useDispatcher: true }), log);
+    registry.park(session);
+    expect(registry.take(params({ sessionId: 'other', lang: 'en', useDispatcher: true }))).toBeUndefined();
+    expect(registry.take(params({ lang: 'fr', useDispatcher: true }))).toBeUndefined();
+    expect(registry.take(params({ lang: 'en', useDispatcher: undefined }))).toBeUndefined();
+    expect(registry.take(params({ provider: 'deepgram', lang: 'en', useDispatcher: true }))).toBeUndefined();
+    expect(lines.filter((l) => l.msg.startsWith('session not resumed')).map((l) => l.differs)).toEqual(['lang', 'useDispatcher', 'provider']);
+    expect(registry.take(params({ lang: 'en', useDispatcher: true, sendBack: false, encoding: 'ogg-opus' }))).toBe(session);
+    expect(resumeMismatch(params(), params({ sendBackInterim: true, encoding: 'l16' }))).toBeUndefined();
+  });
+
+  it('resumes the session detached first when several share a sessionId, each once', () => {
+    const { clock, registry, log } = setup();
+    const first = fakeSession(params(), log);
+    const second = fakeSession(params(), log);
+    registry.park(first);
+    clock.advance(500);
+    registry.park(second);
+    expect(registry.take(params())).toBe(first);
+    expect(registry.take(params())).toBe(second);
+    expect(registry.take(params())).toBeUndefined();
+  });
+
+  it('hands every session over at shutdown, its timer cleared', () => {
+    const { clock, metrics, expired, registry, log } = setup();
+    const a = fakeSession(params(), log);
+    const b = fakeSession(params({ sessionId: 'other' }), log);
+    registry.park(a);
+    registry.park(b);
+    expect(registry.clear()).toEqual([a, b]);
+    expect(metrics.state.detachedSessions).toBe(0);
+    expect(clock.pending()).toEqual([]);
+    clock.advance(5000);
+    expect(expired).toEqual([]);
+  });
+});
+
+describe('SessionShell while its client is away', () => {
+  function socket() {
+    const sent: Record<string, unknown>[] = [];
+    const closes: [number | undefined, string | undefined][] = [];
+    const client: ClientSocket = { send: (text) => void sent.push(JSON.parse(text) as Record<string, unknown>), close: (code, reason) => void closes.push([code, reason]) };
+    return { client, sent, closes };
+  }
+  let n = 0;
+  const result = (isInterim: boolean, text = `t${++n}`): TranscriptionResult => ({
+    event: 'transcription-result',
+    type: 'transcription-result',
+    transcript: [{ text }],
+    is_interim: isInterim,
+    message_id: `m${n}`,
+    participant: { id: 'abc', tag: 'abc-1' },
+    timestamp: 1,
+  });
+  const base = { application: 'opus-transcriber-proxy', version: '0', runtime: 'node' as const, providersAvailable: ['openai'] };
+
+  it('holds finals, not interims, pongs or errors, and sends them on the next socket after its info, under its flags', () => {
+    const { log } = logger();
+    const shell = new SessionShell(params(), socket().client, { log, metrics: createMetrics() });
+    shell.detach();
+    expect(shell.attached).toBe(false);
+    const finals = [result(false), result(false)];
+    shell.clientSink.deliver(result(true));
+    shell.clientSink.deliver(finals[0]!);
+    shell.pong(1);
+    shell.refuse('invalid_json', 'message is not JSON');
+    shell.clientSink.deliver(finals[1]!);
+    const next = socket();
+    shell.attach(params({ sendBackInterim: true }), next.client);
+    expect(next.sent).toEqual([]);
+    shell.info(base);
+    const later = result(true);
+    shell.clientSink.deliver(later);
+    expect(next.sent).toEqual([expect.objectContaining({ event: 'info', sessionId: 'conf' }), ...finals, later]);
+  });
+
+  it('applies the new socket\'s flags to what it held: none back without sendBack', () => {
+    const { log } = logger();
+    const shell = new SessionShell(params(), socket().client, { log, metrics: createMetrics() });
+    shell.detach();
+    shell.clientSink.deliver(result(false));
+    const next = socket();
+    shell.attach(params({ sendBack: false, useDispatcher: true }), next.client);
+    shell.info(base);
+    expect(next.sent.map((m) => m.event)).toEqual(['info']);
+  });
+
+  it(`holds at most ${HELD_FINALS_LIMIT} finals, the newest, and says how many were dropped`, () => {
+    const { log, lines } = logger();
+    const shell = new SessionShell(params(), socket().client, { log, metrics: createMetrics() });
+    shell.detach();
+    const all = Array.from({ length: HELD_FINALS_LIMIT + 5 }, () => result(false));
+    for (const r of all) shell.clientSink.deliver(r);
+    const next = socket();
+    shell.attach(params(), next.client);
+    shell.info(base);
+    expect(next.sent.slice(1)).toEqual(all.slice(5));
+    expect(lines).toContainEqual(expect.objectContaining({ msg: 'finals held for the client dropped', dropped: 5 }));
+  });
+
+  it('is not resumable once the proxy closed the socket itself, or the session ended', () => {
+    const { log } = logger();
+    const closedByUs = new SessionShell(params(), socket().client, { log, metrics: createMetrics() });
+    expect(closedByUs.resumable).toBe(true);
+    closedByUs.close(1008, 'participant limit of 1 reached');
+    expect(closedByUs.resumable).toBe(false);
+    const ended = new SessionShell(params(), socket().client, { log, metrics: createMetrics() });
+    ended.closed({});
+    expect(ended.resumable).toBe(false);
+  });
+});
