@@ -17,6 +17,8 @@ const Env = v.object({
   MAX_MESSAGE_BYTES: envInt(256 * 1024, 1024, 64 * 1024 * 1024),
   /** Audio held per participant while its provider connects or backs off. */
   PROVIDER_QUEUE_MS: envInt(10_000, 100, 120_000),
+  /** Audio kept since a participant's last final, sent again on the next connection if its connection dies (0: none). */
+  PROVIDER_REPLAY_SECONDS: envNumber(30, 0, 300),
   /** At session end, how long in-flight utterances get to produce their finals. */
   FINISH_TIMEOUT_MS: envInt(5_000, 0, 60_000),
   /** Live participant streams per session (0: none); the default protects the provider bill. */
@@ -43,6 +45,7 @@ export interface Config {
   dispatcher: DispatcherConfig;
   maxMessageBytes: number;
   providerQueueMs: number;
+  providerReplayMs: number;
   finishTimeoutMs: number;
   maxParticipants: number;
   maxSessions: number;
@@ -172,6 +175,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
       dispatcher: dispatcher.config,
       maxMessageBytes: output.MAX_MESSAGE_BYTES,
       providerQueueMs: output.PROVIDER_QUEUE_MS,
+      providerReplayMs: Math.round(output.PROVIDER_REPLAY_SECONDS * 1000),
       finishTimeoutMs: output.FINISH_TIMEOUT_MS,
       maxParticipants: output.MAX_PARTICIPANTS,
       maxSessions: output.MAX_SESSIONS,

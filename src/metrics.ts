@@ -144,7 +144,11 @@ export function createMetrics() {
       'Work refused by a limit, by reason: max_sessions (upgrades), max_participants (sockets closed), max_provider_connections (streams)',
     ),
     backendErrors: registry.counter('transcriber_backend_errors_total', 'Provider errors, by provider and kind'),
-    reconnects: registry.counter('transcriber_backend_reconnects_total', 'Provider stream (re)connections after the first, by provider'),
+    reconnects: registry.counter('transcriber_backend_reconnects_total', 'Provider stream connections after the first, by provider and reason'),
+    replayedSeconds: registry.counter(
+      'transcriber_replayed_seconds_total',
+      'Audio sent again on a new provider connection because the previous one died before its final, by provider and reason',
+    ),
     transcripts: registry.counter('transcriber_transcripts_total', 'Transcripts produced, by provider and kind'),
     dispatcherQueue: registry.gauge('transcriber_dispatcher_queue_depth', 'Finals waiting for the dispatcher', () => state.dispatcherQueue),
     dispatcherDropped: registry.counter(

@@ -77,6 +77,8 @@ interface Word {
 interface Segment {
   text: string;
   startMs: number;
+  /** Where the segment's audio ends (start + duration). */
+  endMs: number;
   confidence?: number;
   language?: string;
   words: Word[];
@@ -253,6 +255,7 @@ class DeepgramConnection implements ProviderConnection {
   /** One final, or one per speaker turn when diarization found several speakers. */
   private finals(id: string, parts: Segment[]): Transcript[] {
     const language = lastLanguage(parts);
+    const audioEndMs = parts.at(-1)!.endMs;
     const words = parts.flatMap((p) => p.words);
     const runs = this.config.diarize ? speakerRuns(words) : [];
     if (runs.length > 1) {
@@ -264,6 +267,7 @@ class DeepgramConnection implements ProviderConnection {
         language,
         speaker: run[0]!.speaker,
         audioStartMs: run[0]!.startMs,
+        audioEndMs,
       }));
     }
     const text = joinText(parts);
@@ -277,6 +281,7 @@ class DeepgramConnection implements ProviderConnection {
         language,
         speaker: this.config.diarize ? soleSpeaker(words) : undefined,
         audioStartMs: parts[0]!.startMs,
+        audioEndMs,
       },
     ];
   }
@@ -303,6 +308,7 @@ function toSegment(msg: JsonObject): Segment {
   return {
     text: (str(alternative, 'transcript') ?? '').trim(),
     startMs: (num(msg, 'start') ?? 0) * 1000,
+    endMs: ((num(msg, 'start') ?? 0) + (num(msg, 'duration') ?? 0)) * 1000,
     confidence: num(alternative, 'confidence'),
     language: (typeof languages[0] === 'string' ? languages[0] : undefined) ?? wordLanguage,
     words,

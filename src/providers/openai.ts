@@ -67,6 +67,8 @@ interface Item {
   id: string;
   text: string;
   audioStartMs?: number;
+  /** Where server VAD heard the speech end (`speech_stopped`); absent for manual commits. */
+  audioEndMs?: number;
   done: boolean;
   final?: string;
   since: number;
@@ -83,7 +85,8 @@ class OpenAIConnection implements ProviderConnection {
   /** An error after which the service closes the socket; the close reports it. */
   private fatal: ProviderError | undefined;
   private setup: SetupWait | undefined;
-  private idle: (() => void) | undefined;
+  /** Set while `finish` waits; `gone`: the socket closed, nothing more will come. */
+  private idle: ((gone?: boolean) => void) | undefined;
   /** Looks again when a stalled head's wait is over: no other event may come to release what waits behind it. */
   private releaseTimer: unknown;
 
@@ -116,8 +119,8 @@ class OpenAIConnection implements ProviderConnection {
   async finish(timeoutMs: number): Promise<void> {
     this.flush();
     const drained = new Promise<void>((resolve) => {
-      this.idle = () => {
-        if (!this.awaitingCommit && this.items.size === 0) resolve();
+      this.idle = (gone = false) => {
+        if (gone || (!this.awaitingCommit && this.items.size === 0)) resolve();
       };
     });
     this.idle?.();
@@ -138,7 +141,7 @@ class OpenAIConnection implements ProviderConnection {
     if (this.setup?.pending) return this.setup.refuse(closed());
     if (this.closing) return;
     this.closing = true;
-    this.idle?.();
+    this.idle?.(true);
     this.listener.closed(closed());
   }
 
@@ -158,6 +161,9 @@ class OpenAIConnection implements ProviderConnection {
         break;
       case 'input_audio_buffer.speech_started':
         if (itemId) this.item(itemId).audioStartMs = Number(msg.audio_start_ms);
+        break;
+      case 'input_audio_buffer.speech_stopped':
+        if (itemId) this.item(itemId).audioEndMs = Number(msg.audio_end_ms);
         break;
       case 'input_audio_buffer.committed':
         // Not a reason to forget uncommitted audio: a server-VAD commit covers the audio up
@@ -252,7 +258,7 @@ class OpenAIConnection implements ProviderConnection {
       if (!head) continue;
       this.items.delete(head.id);
       if (head.done && head.final !== undefined && head.final.trim() !== '') {
-        this.listener.transcript({ kind: 'final', itemId: head.id, text: head.final, audioStartMs: head.audioStartMs });
+        this.listener.transcript({ kind: 'final', itemId: head.id, text: head.final, audioStartMs: head.audioStartMs, audioEndMs: head.audioEndMs });
       }
     }
     this.idle?.();

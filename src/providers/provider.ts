@@ -31,6 +31,12 @@ export interface Transcript {
   speaker?: string | number;
   /** Offset in this connection's audio (ms) where the utterance began, when the provider says. */
   audioStartMs?: number;
+  /**
+   * On a final, the offset (ms) where the audio it covers ends, when the provider says: the
+   * audio after it is the next utterance's, and is replayed if the connection dies before that
+   * one's final. Without it, a final covers everything sent up to the last flush.
+   */
+  audioEndMs?: number;
 }
 
 /**

@@ -51,7 +51,8 @@ export interface SessionHandle {
   /** Sends the first message on the socket. */
   info(base: InfoBase): void;
   handle(data: string | ArrayBuffer | Uint8Array): void;
-  close(): Promise<void>;
+  /** The client socket closed, with this code (1000: the client is done; others may come back). */
+  close(code?: number): Promise<void>;
 }
 
 /**
@@ -104,6 +105,8 @@ export interface SessionLimits {
   providerQueueMs: number;
   /** What all of one session's queues may hold together (bytes); beyond, the oldest audio is dropped. */
   maxSessionBufferBytes: number;
+  /** Audio kept since the last final, replayed on a new connection when one dies (0: none). */
+  providerReplayMs: number;
   /** At session end (or a stream's), how long in-flight utterances get to produce their finals. */
   finishTimeoutMs: number;
 }

@@ -49,6 +49,8 @@ interface Link {
   expiring: boolean;
   /** Replaces it regardless, in time for the retiring connection to deliver its last final. */
   rotateTimer?: unknown;
+  /** Audio sent on it so far (ms): the offsets providers give their finals in. */
+  sentMs: number;
 }
 
 interface Queued {
@@ -57,10 +59,18 @@ interface Queued {
   arrival: number;
 }
 
+/**
+ * What was sent on a connection since the last final: audio (with where it ended on its
+ * connection), or the point where the utterance was flushed.
+ */
+type Unfinalised = (Queued & { serial: number; endMs: number }) | { flush: true; serial: number; endMs: number };
+
 /** Reconnect backoff bounds, and how long a connection must live to count as healthy. */
 const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 30_000;
 const HEALTHY_AFTER_MS = 10_000;
+/** Connections `finish` may open to deliver the last finals when one dies on the way. */
+const FINISH_ATTEMPTS = 3;
 /** Rotate this long before the provider's connection cap. */
 const ROTATE_MARGIN_MS = 60_000;
 
@@ -88,10 +98,17 @@ export class ProviderStream implements HeldAudio {
   private flushQueued = false;
   private serial = 0;
   private closed = false;
+  /** `finish` has begun: no new audio, but a lost connection is still replaced to deliver the last finals. */
+  private finishing = false;
   /** Trouble has been reported and the stream has not recovered since. */
   private troubled = false;
   private readonly retiring = new Set<Promise<void>>();
   private readonly utterances = new Map<string, { messageId: string; startedAt: number }>();
+  /** Sent since the last final (bounded by `limits.providerReplayMs`): replayed if the connection dies first. */
+  private unfinalised: Unfinalised[] = [];
+  private unfinalisedMs = 0;
+  /** Why the next connection opens (a failure's kind, `rotation`, `expired`), for the metrics. */
+  private reopenReason = 'closed';
 
   /**
    * Audio waits in the queue while a connection opens or backs off: at
@@ -109,7 +126,7 @@ export class ProviderStream implements HeldAudio {
   }
 
   push(audio: Uint8Array, durationMs: number, arrival: number): void {
-    if (this.closed) return;
+    if (this.closed || this.finishing) return;
     const link = this.link;
     if (link?.conn) {
       if (this.dueForRotation(link, arrival)) {
@@ -136,31 +153,58 @@ export class ProviderStream implements HeldAudio {
 
   private retryNow(): void {
     this.retryTimer = undefined;
-    if (!this.closed && !this.link && this.queue.length > 0) this.open();
+    if (!this.closed && !this.link && this.pendingAudio()) this.open();
+  }
+
+  /** Audio that still needs a connection: queued, or heard by one that died before its final. */
+  private pendingAudio(): boolean {
+    return this.queue.length > 0 || this.unfinalisedMs > 0;
   }
 
   /** End of utterance (idle timeout or stop). */
   flush(): void {
     const link = this.link;
-    if (link?.conn) link.conn.flush();
-    else if (link) link.flushOnOpen = true;
-    // Backing off: the queued utterance still needs its end once a connection opens.
-    else if (this.queue.length) this.flushQueued = true;
+    if (link?.conn) {
+      link.conn.flush();
+      // A replay must end the utterance at the same point.
+      if (this.unfinalised.at(-1) && !('flush' in this.unfinalised.at(-1)!)) {
+        this.unfinalised.push({ flush: true, serial: link.serial, endMs: link.sentMs });
+      }
+    } else if (link) link.flushOnOpen = true;
+    // Backing off: the queued (or replayed) utterance still needs its end once a connection opens.
+    else if (this.pendingAudio()) this.flushQueued = true;
   }
 
   /** Finalise what is in flight (bounded by `timeoutMs`), then close everything. */
   async finish(timeoutMs: number): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.finishing) return;
+    this.finishing = true;
     const deadline = this.ctx.timers.now() + timeoutMs;
-    if (this.connecting) await withDeadline(this.connecting.catch(() => undefined), timeoutMs, this.ctx.timers);
+    const left = () => Math.max(0, deadline - this.ctx.timers.now());
+    // A connection that dies before its last final is replaced while time is left, its
+    // audio replayed: a deploy or a `stop` is no reason to lose the utterance in flight.
+    for (let attempt = 0; attempt < FINISH_ATTEMPTS && left() > 0; attempt++) {
+      if (!this.link && this.pendingAudio()) {
+        // No waiting out the backoff now.
+        if (this.retryTimer !== undefined) this.ctx.timers.clearTimeout(this.retryTimer);
+        this.retryTimer = undefined;
+        this.flushQueued = true;
+        this.open();
+      }
+      if (this.connecting) await withDeadline(this.connecting.catch(() => undefined), left(), this.ctx.timers);
+      const link = this.link;
+      if (!link?.conn) continue;
+      this.stopRotationTimer(link);
+      await withDeadline(link.conn.finish(left()).catch(() => undefined), left(), this.ctx.timers);
+      // Still current: it delivered what it had (or ran out of time); lost: try again.
+      if (this.link === link) break;
+    }
     this.closed = true;
     const link = this.link;
     this.link = undefined;
     if (link) this.stopRotationTimer(link);
-    const left = Math.max(0, deadline - this.ctx.timers.now());
-    const waits = [...this.retiring];
-    if (link?.conn) waits.push(link.conn.finish(left).catch(() => undefined));
-    await withDeadline(Promise.all(waits).catch(() => undefined), left, this.ctx.timers);
+    link?.conn?.close();
+    await withDeadline(Promise.all(this.retiring).catch(() => undefined), left(), this.ctx.timers);
     this.drop();
   }
 
@@ -185,12 +229,59 @@ export class ProviderStream implements HeldAudio {
       this.released = true;
       this.ctx.metrics.state.providerStreams--;
     }
+    this.unfinalised = [];
+    this.unfinalisedMs = 0;
   }
 
-  private sendNow(link: Link, audio: Uint8Array, durationMs: number, arrival: number): void {
+  /** `kept`: the audio is already a copy of its own (queued or replayed), not a view into WASM memory. */
+  private sendNow(link: Link, audio: Uint8Array, durationMs: number, arrival: number, kept = false): void {
     link.utteranceStart ??= arrival;
     link.timeline.record(durationMs, arrival);
+    link.sentMs += durationMs;
     link.conn!.send(audio, durationMs);
+    const limit = this.ctx.limits.providerReplayMs;
+    if (limit <= 0 || durationMs <= 0) return;
+    this.unfinalised.push({ audio: kept ? audio : audio.slice(), durationMs, arrival, serial: link.serial, endMs: link.sentMs });
+    this.unfinalisedMs += durationMs;
+    // A final long overdue (a monologue the provider never ends): the oldest audio can no longer be replayed.
+    while (this.unfinalisedMs > limit) {
+      const old = this.unfinalised.shift()!;
+      if (!('flush' in old)) this.unfinalisedMs -= old.durationMs;
+    }
+  }
+
+  /** A final on `link` ended at `endMs` (or, when the provider does not say, at the first flush): that audio is done. */
+  private finalised(link: Link, endMs: number | undefined): void {
+    let cut = 0;
+    if (endMs !== undefined) {
+      while (cut < this.unfinalised.length && this.unfinalised[cut]!.serial === link.serial && this.unfinalised[cut]!.endMs <= endMs) cut++;
+    } else {
+      const flush = this.unfinalised.findIndex((u) => 'flush' in u && u.serial === link.serial);
+      cut = flush >= 0 ? flush + 1 : this.unfinalised.length;
+    }
+    for (const u of this.unfinalised.splice(0, cut)) if (!('flush' in u)) this.unfinalisedMs -= u.durationMs;
+    // A flush mark left at the front ends audio that is gone: nothing to end any more.
+    while (this.unfinalised[0] && 'flush' in this.unfinalised[0]) this.unfinalised.shift();
+  }
+
+  /** On a new connection, first what the dead one heard and never finalised, flushes where they were. */
+  private replay(link: Link): void {
+    if (this.unfinalised.length === 0) return;
+    const pending = this.unfinalised;
+    this.unfinalised = [];
+    this.unfinalisedMs = 0;
+    let ms = 0;
+    for (const u of pending) {
+      if ('flush' in u) {
+        link.conn!.flush();
+        this.unfinalised.push({ flush: true, serial: link.serial, endMs: link.sentMs });
+      } else {
+        this.sendNow(link, u.audio, u.durationMs, u.arrival, true);
+        ms += u.durationMs;
+      }
+    }
+    this.ctx.metrics.replayedSeconds.inc({ provider: this.o.provider.name, reason: this.reopenReason }, ms / 1000);
+    this.ctx.log.info('replaying audio the lost connection had not finalised', { provider: this.o.provider.name, ms, reason: this.reopenReason });
   }
 
   private enqueue(audio: Uint8Array, durationMs: number, arrival: number): void {
@@ -250,7 +341,7 @@ export class ProviderStream implements HeldAudio {
 
   private open(): void {
     const serial = ++this.serial;
-    if (serial > 1) this.ctx.metrics.reconnects.inc({ provider: this.o.provider.name });
+    if (serial > 1) this.ctx.metrics.reconnects.inc({ provider: this.o.provider.name, reason: this.reopenReason });
     const link: Link = {
       serial,
       openedAt: this.ctx.timers.now(),
@@ -258,6 +349,7 @@ export class ProviderStream implements HeldAudio {
       healthy: false,
       flushOnOpen: this.flushQueued,
       expiring: false,
+      sentMs: 0,
     };
     this.link = link;
     this.flushQueued = false;
@@ -285,7 +377,8 @@ export class ProviderStream implements HeldAudio {
           this.troubled = false;
           const preamble = this.o.preamble?.();
           if (preamble) conn.send(preamble, 0);
-          for (const q of this.queue) this.sendNow(link, q.audio, q.durationMs, q.arrival);
+          this.replay(link);
+          for (const q of this.queue) this.sendNow(link, q.audio, q.durationMs, q.arrival, true);
           this.queue.length = 0;
           this.queuedMs = 0;
           this.queueGone('connected');
@@ -309,6 +402,10 @@ export class ProviderStream implements HeldAudio {
     this.link = undefined;
     if (old) this.stopRotationTimer(old);
     if (old?.conn) this.retire(old.conn);
+    // The retiring connection finishes its own utterance: nothing of it is the next one's to replay.
+    this.reopenReason = 'rotation';
+    this.unfinalised = [];
+    this.unfinalisedMs = 0;
     this.ctx.log.info('rotating provider connection before its cap', { provider: this.o.provider.name });
   }
 
@@ -355,6 +452,7 @@ export class ProviderStream implements HeldAudio {
     if (t.kind === 'final') {
       this.utterances.delete(key);
       link.utteranceStart = undefined;
+      if (this.link === link) this.finalised(link, t.audioEndMs);
     }
     this.ctx.metrics.transcripts.inc({ provider: this.o.provider.name, kind: t.kind });
     this.o.onResult({
@@ -386,20 +484,24 @@ export class ProviderStream implements HeldAudio {
     if (link.expiring) {
       // The end it announced: not a failure, and the next audio opens a new connection at once.
       this.stopRotationTimer(link);
+      this.reopenReason = 'expired';
       this.ctx.log.info('provider ended its connection as announced', { provider: this.o.provider.name });
       return;
     }
     const healthy = link.healthy || this.ctx.timers.now() - link.openedAt > HEALTHY_AFTER_MS;
     if (healthy) this.failures = 0;
+    // Its utterances in flight will be heard again, under new message ids.
+    for (const key of this.utterances.keys()) if (key.startsWith(`${link.serial}:`)) this.utterances.delete(key);
     this.fail(err, true);
   }
 
   private fail(err: ProviderError, afterOpen: boolean): void {
     this.failures++;
+    this.reopenReason = err.kind;
     const wait = err.retryable ? backoffMs(this.failures, MIN_BACKOFF_MS, MAX_BACKOFF_MS) : MAX_BACKOFF_MS;
     this.retryAt = this.ctx.timers.now() + wait;
-    // Audio queued while this attempt failed may be all there is: it must not wait for more.
-    if (this.queue.length && this.retryTimer === undefined && !this.closed) {
+    // Audio queued (or to replay) may be all there is: it must not wait for more to arrive.
+    if (this.pendingAudio() && this.retryTimer === undefined && !this.closed) {
       this.retryTimer = this.ctx.timers.setTimeout(() => this.retryNow(), wait);
     }
     this.ctx.metrics.backendErrors.inc({ provider: this.o.provider.name, kind: err.kind });

@@ -206,19 +206,21 @@ describe('Deepgram, Opus passed through', () => {
 
     expect(fake.connections.length).toBeGreaterThanOrEqual(2);
     expect(fake.connections[0]!.closedWith).toMatchObject({ code: 1011, by: 'server' });
-    let lastPage = 1;
+    const pagesOf = (conn: (typeof fake.connections)[number]) => conn.frames.slice(1).map((frame) => pages.findIndex((p) => same(p, frame)));
     for (const conn of fake.connections) {
       expect(conn.params.has('encoding')).toBe(false);
       expect(conn.params.has('sample_rate')).toBe(false);
       expect(conn.violations).toEqual([]);
       // The headers first on every connection, then whole audio pages in file order.
       expect(same(conn.frames[0]!, header)).toBe(true);
-      for (const frame of conn.frames.slice(1)) {
-        const index = pages.findIndex((p) => same(p, frame));
-        expect(index).toBeGreaterThan(lastPage);
-        lastPage = index;
-      }
+      const order = pagesOf(conn);
+      expect(order.every((index, i) => index > (i === 0 ? 1 : order[i - 1]!))).toBe(true);
     }
+    // The pages the dead connection had heard since its last final go again first on the next one.
+    const [dead, next] = [pagesOf(fake.connections[0]!), pagesOf(fake.connections[1]!)];
+    const replayedFrom = dead.indexOf(next[0]!);
+    expect(replayedFrom).toBeGreaterThanOrEqual(0);
+    expect(next.slice(0, dead.length - replayedFrom)).toEqual(dead.slice(replayedFrom));
     expect(logsWith(proxy, 'Deepgram closed the connection (1011 NET-0000').length).toBeGreaterThan(0);
   });
 });

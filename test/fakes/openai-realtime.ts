@@ -70,6 +70,8 @@ export interface Faults {
   echoKey?: boolean;
   /** Close (1011 server_error) a connection after this many appends inside an utterance. */
   closeMidUtteranceAfterAppends?: number;
+  /** How many connections that fault may close (counted down; unlimited when absent). */
+  closeMidUtteranceTimes?: number;
   /** Send this error event after each `session.update`. */
   errorAfterSessionUpdate?: { type: string; code: string; message: string };
   /** Delay every transcription event by this long (slow answers). */
@@ -244,7 +246,9 @@ export class FakeRealtimeConnection {
     this.chunks.push(pcm);
     const base = this.samples;
     this.samples += pcm.length;
-    if (this.speech && ++this.appendsInUtterance === this.fake.faults.closeMidUtteranceAfterAppends) {
+    const faults = this.fake.faults;
+    if (this.speech && ++this.appendsInUtterance === faults.closeMidUtteranceAfterAppends && faults.closeMidUtteranceTimes !== 0) {
+      if (faults.closeMidUtteranceTimes !== undefined) faults.closeMidUtteranceTimes--;
       this.close(1011, 'server_error');
       return;
     }

@@ -64,6 +64,7 @@ async function setup(options: { queueLimitMs?: number; finishTimeoutMs?: number;
       maxProviderConnections: 0,
       providerQueueMs: options.queueLimitMs ?? 10_000,
       maxSessionBufferBytes: options.bufferBytes ?? 64 << 20,
+      providerReplayMs: 30_000,
       finishTimeoutMs: options.finishTimeoutMs ?? 5_000,
     },
     newId: () => `m-${++ids}`,
