@@ -111,8 +111,8 @@ export function createApp(deps: AppDeps): Hono {
         const data: unknown = evt.data;
         session?.handle(typeof data === 'string' ? data : new Uint8Array(0));
       },
-      onClose: () => {
-        void session?.close();
+      onClose: (evt: CloseEvent) => {
+        void session?.close(evt.code);
       },
       onError: () => {
         log.warn('client socket error', { session: params.sessionId ?? null });

@@ -12,6 +12,8 @@ import { DetachedSessions } from './resumption.ts';
 import { Session } from './session.ts';
 import { SessionShell } from './shell.ts';
 
+const NORMAL_CLOSURE = 1000;
+
 export interface LocalSessionsDeps {
   /**
    * The configured providers, the session limits, and how long a session whose client went
@@ -69,10 +71,11 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
       handle: (data) => {
         if (!gone) session.handle(data);
       },
-      close: () => {
+      close: (code) => {
         if (gone) return Promise.resolve();
         gone = true;
-        if (graceMs > 0 && !draining && session.resumable) {
+        // A normal closure (1000) is the client saying it is done; anything else may be a blip.
+        if (code !== NORMAL_CLOSURE && graceMs > 0 && !draining && session.resumable) {
           session.detach(graceMs);
           detached.park(session);
           return Promise.resolve();
