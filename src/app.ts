@@ -109,7 +109,13 @@ export function createApp(deps: AppDeps): Hono {
       },
       onMessage: (evt: MessageEvent) => {
         const data: unknown = evt.data;
-        session?.handle(typeof data === 'string' ? data : new Uint8Array(0));
+        try {
+          session?.handle(typeof data === 'string' ? data : new Uint8Array(0));
+        } catch (error) {
+          // A bug of ours on one frame must cost that frame, not the process and every session in it.
+          metrics.inputErrors.inc({ reason: 'internal_error' });
+          log.error('frame handling failed', { session: params.sessionId ?? null, error: error instanceof Error ? error : String(error) });
+        }
       },
       onClose: (evt: CloseEvent) => {
         void session?.close(evt.code);

@@ -26,8 +26,14 @@ export interface TranscriptionResult {
 }
 
 /** Echoes `id` whatever its JSON type, and leaves it out when the ping had none. */
-export function pong(id: unknown): string {
-  return id === undefined ? '{"event":"pong"}' : JSON.stringify({ event: 'pong', id });
+export function pong(id: unknown): string | undefined {
+  if (id === undefined) return '{"event":"pong"}';
+  try {
+    return JSON.stringify({ event: 'pong', id });
+  } catch {
+    // Nested deeper than the stack allows (JSON.parse took it, JSON.stringify cannot).
+    return undefined;
+  }
 }
 
 /**

@@ -106,7 +106,7 @@ export class Session implements SessionHandle {
         this.shell.pong(msg.id);
         break;
       case 'info':
-        this.ctx.log.info('client info', { info: JSON.stringify(json).slice(0, 512) });
+        this.ctx.log.info('client info', { info: printable(json) });
         break;
       case 'media':
         break;
@@ -305,5 +305,14 @@ export class Session implements SessionHandle {
     const detail =
       name === undefined ? `message has no "event" string; events are ${EVENT_NAMES}` : `unknown event "${name}"; events are ${EVENT_NAMES}`;
     this.shell.refuse('unknown_event', detail, undefined, { log: !firstSeen && !this.unknownEvents.has(label) });
+  }
+}
+
+/** The start of a client's `info` for the log, or a note when it cannot be printed (nested too deeply). */
+function printable(json: unknown): string {
+  try {
+    return JSON.stringify(json).slice(0, 512);
+  } catch {
+    return '(not printable: nested too deeply)';
   }
 }

@@ -90,7 +90,9 @@ export class SessionShell {
   }
 
   pong(id: unknown): void {
-    this.client?.send(pong(id));
+    const answer = pong(id);
+    if (answer === undefined) return this.refuse('invalid_ping', 'ping: its id is nested too deeply to echo');
+    this.client?.send(answer);
   }
 
   send(text: string): void {

@@ -231,6 +231,21 @@ describe('bad socket messages are answered', () => {
     expect(metricValue(await proxy.metrics(), 'transcriber_input_errors_total', { reason: 'invalid_json' })).toBe(120);
   });
 
+  it('JSON nested deeper than the stack (found by bench/fuzz.ts): a ping id is refused, an info logged, the server lives', async () => {
+    const proxy = await startProxy(FAST);
+    closers.push(() => proxy.close());
+    const client = await proxy.connect({ sessionId: 'deep' });
+    const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+    client.send(`{"event":"ping","id":${deep}}`);
+    client.send(`{"event":"info","extra":${deep}}`);
+    client.send({ event: 'ping', id: 'after' });
+    await client.waitFor(() => client.messages.some((m) => m.event === 'pong'), 'the pong after');
+    expect(errors(client)).toEqual([expect.objectContaining({ code: 'invalid_ping', message: 'ping: its id is nested too deeply to echo' })]);
+    expect(client.messages.filter((m) => m.event === 'pong')).toEqual([{ event: 'pong', id: 'after' }]);
+    expect(proxy.logs.find((l) => l.msg === 'client info')).toMatchObject({ info: '(not printable: nested too deeply)' });
+    expect(proxy.logs.filter((l) => l.level === 'error')).toEqual([]);
+  });
+
   it('unknown events: each answered (throttled) and counted, each name logged at warn once', async () => {
     const proxy = await startProxy(FAST);
     closers.push(() => proxy.close());
