@@ -18,28 +18,20 @@
  *   npm run bench                      (builds dist/ first)
  *   BENCH_SESSIONS=25,50,100 BENCH_PASS_THROUGH_SESSIONS=100 BENCH_SECONDS=20 npm run bench
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
-import WebSocket from 'ws';
 import { OpusCodec } from '../src/codec/opus.ts';
 import { loadOpusModule } from '../src/runtime/node/wasm.ts';
 import type { ProviderStreamTiming, TimingSink } from './sinks.ts';
 import { threadSink } from './sink-thread.ts';
-import { benchFixtures, packetsByTag, readCapture } from '../test/helpers/fixtures.ts';
+import { TICKS_PER_SECOND, capture, cpuTicks, drive, mediaFrame as frame, openSession, rssKb, startServer, stopServer, type Stream } from './server.ts';
 
 const SESSIONS = (process.env.BENCH_SESSIONS ?? '25,50,100,150').split(',').filter(Boolean).map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 /** CPU and RSS are read after this warm-up (connections open, JIT warm). */
 const WARMUP_SECONDS = 4;
-/** Participant B starts this long after A, so their provider connections open in that order. */
-const B_OFFSET_MS = 250;
 const PASS_THROUGH_SESSIONS = (process.env.BENCH_PASS_THROUGH_SESSIONS ?? '50,150,300').split(',').filter(Boolean).map(Number);
 const TARGETS = { streamsPerCore: 250, p99Ms: 5, rssKbPerStream: 150, passThroughStreamsPerCore: 1500 };
-const TICKS_PER_SECOND = 100; // Linux USER_HZ, the unit of /proc/<pid>/stat times
 
-const tags = [...packetsByTag(readCapture(benchFixtures().capture)).entries()];
-const base64Packets = tags.map(([, packets]) => packets.map((p) => Buffer.from(p).toString('base64')));
+const { tags, base64Packets } = capture();
 
 // ---------------------------------------------------------------- decode-only reference
 
@@ -66,115 +58,6 @@ async function decodeOnlyCostPerFrame(): Promise<{ decode: number; decodeAndBase
   const decodeAndBase64 = Math.min(run(true), run(true));
   decoder.close();
   return { decode, decodeAndBase64 };
-}
-
-// ---------------------------------------------------------------- the server process
-
-interface ServerProcess {
-  child: ChildProcess;
-  port: number;
-}
-
-/** Starts `npm start`'s server, or with `entry`, another program under the same V8 flags. */
-async function startServer(sink: TimingSink, entry?: string[]): Promise<ServerProcess> {
-  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', '--cpu-prof-dir=/tmp/bench-prof'] : [];
-  const args = startArgs();
-  if (entry) args.splice(-1, 1, ...entry);
-  const child = spawn(process.execPath, [...profile, ...args], {
-    env: {
-      ...process.env,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'info',
-      ...sink.env,
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const lines = createInterface({ input: child.stdout! });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-    lines.on('line', (line) => {
-      const record = JSON.parse(line) as { msg?: string; port?: number };
-      if (record.msg === 'listening') resolve(record.port!);
-    });
-  });
-  return { child, port };
-}
-
-/** `npm start`'s node arguments (V8 flags and the entry), so the bench runs what production runs. */
-function startArgs(): string[] {
-  const start = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } }).scripts.start;
-  const [command, ...args] = start.split(/\s+/);
-  if (command !== 'node') throw new Error(`unexpected start script: ${start}`);
-  return args;
-}
-
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]); // utime + stime
-}
-
-function rssKb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
-}
-
-// ---------------------------------------------------------------- the load generator
-
-interface Stream {
-  session: number;
-  participant: number;
-  /** Send time (monotonic ns) of each frame, in order. */
-  sent: bigint[];
-}
-
-const frame = (tag: string, chunk: number, payload: string) =>
-  `{"event":"media","media":{"tag":"${tag}","chunk":"${chunk}","timestamp":"${chunk * 960}","payload":"${payload}"}}`;
-
-async function openSession(port: number, session: number): Promise<WebSocket> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/transcribe?sessionId=bench-${session}&sendBack=true&lang=en-s${session}`, {
-    perMessageDeflate: false,
-  });
-  await new Promise((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('error', reject);
-  });
-  return ws;
-}
-
-/** Sends both participants' packets every 20 ms for `seconds`; returns the streams' send times. */
-async function drive(sockets: WebSocket[], seconds: number): Promise<Stream[]> {
-  const streams: Stream[] = [];
-  const t0 = performance.now();
-  const timers: NodeJS.Timeout[] = [];
-  const frames = seconds * 50;
-  for (const [session, ws] of sockets.entries()) {
-    // Spread the sessions over one 20 ms period, as independent speakers would be.
-    const phase = (session * 20) / sockets.length;
-    for (const [participant, [tag]] of tags.entries()) {
-      const stream: Stream = { session, participant, sent: [] };
-      streams.push(stream);
-      const payloads = base64Packets[participant]!;
-      const start = phase + participant * B_OFFSET_MS;
-      let n = 0;
-      const tick = () => {
-        // Catch up on every frame due (timers fire late under load), as a real sender would.
-        const due = Math.min(frames, Math.floor((performance.now() - t0 - start) / 20) + 1);
-        while (n < due) {
-          const sentAt = process.hrtime.bigint();
-          ws.send(frame(tag, 1000 + n, payloads[n % payloads.length]!));
-          stream.sent.push(sentAt);
-          n++;
-        }
-        if (n < frames) timers.push(setTimeout(tick, Math.max(0, start + n * 20 - (performance.now() - t0))));
-      };
-      timers.push(setTimeout(tick, start));
-    }
-  }
-  await new Promise((r) => setTimeout(r, seconds * 1000 + B_OFFSET_MS + 100));
-  for (const t of timers) clearTimeout(t);
-  return streams;
 }
 
 /** Pairs each sent stream with its provider stream: the session by language, the participant by order. */
@@ -212,7 +95,7 @@ interface Step {
 
 async function step(sessions: number, makeSink: () => Promise<TimingSink>, entry?: string[]): Promise<Step> {
   const sink = await makeSink();
-  const server = await startServer(sink, entry);
+  const server = await startServer(sink, { entry });
   try {
     // One throwaway session loads the WASM codec, so the baseline RSS includes it.
     const warm = await openSession(server.port, 9999);
@@ -254,8 +137,7 @@ async function step(sessions: number, makeSink: () => Promise<TimingSink>, entry
       sent: streams.reduce((n, s) => n + s.sent.length, 0),
     };
   } finally {
-    server.child.kill('SIGTERM');
-    await new Promise((r) => server.child.once('exit', r));
+    await stopServer(server);
     await sink.close();
   }
 }

@@ -15,6 +15,26 @@ export interface ProviderStreamTiming {
   arrivals: bigint[];
 }
 
+/** What a sink has received so far (`counts`). */
+export interface SinkCounts {
+  /** Audio frames received (OpenAI appends, Deepgram binary frames), in every connection so far. */
+  appends: number;
+  /** Provider connections opened so far. */
+  connections: number;
+  /** Provider connections open now. */
+  open: number;
+  /** Protocol problems the fake saw in what the proxy sent (OpenAI only; the first few, distinct). */
+  violations: string[];
+}
+
+export interface SinkOptions {
+  /**
+   * Keep every frame's arrival time (the load benchmark, default). With false the sink only
+   * counts, and forgets closed connections, so that its memory stays flat over a long run.
+   */
+  arrivals?: boolean;
+}
+
 export interface TimingSink {
   /** The server's environment pointing the proxy at this sink. */
   readonly env: Record<string, string>;
@@ -22,14 +42,33 @@ export interface TimingSink {
   streams(): ProviderStreamTiming[];
   /** Fetches the streams from where the sink runs; a no-op in this thread. */
   collect?(): Promise<void>;
+  /** What arrived so far (from where the sink runs). */
+  counts(): Promise<SinkCounts>;
   close(): Promise<void>;
 }
 
 const sessionOf = (language: string | undefined | null) => Number(/-s(\d+)$/.exec(language ?? '')?.[1]);
 
 /** OpenAI Realtime: the fake in timing-only mode (no VAD, no audio kept). */
-export async function openaiSink(): Promise<TimingSink> {
+export async function openaiSink(options: SinkOptions = {}): Promise<TimingSink> {
   const fake = await FakeOpenAI.start({ timingOnly: true });
+  const keep = options.arrivals ?? true;
+  // Count-only: arrival times are dropped and closed connections forgotten, once a second.
+  let forgotten = { appends: 0, connections: 0 };
+  const violations = new Set<string>();
+  const sweep = keep
+    ? undefined
+    : setInterval(() => {
+        const open = [];
+        for (const c of fake.connections) {
+          c.appendArrivals.length = 0;
+          for (const v of c.violations.splice(0)) if (violations.size < 20) violations.add(v);
+          if (c.closedWith) forgotten = { appends: forgotten.appends + c.appends, connections: forgotten.connections + 1 };
+          else open.push(c);
+        }
+        fake.connections.splice(0, fake.connections.length, ...open);
+      }, 1000);
+  sweep?.unref();
   return {
     env: {
       OPENAI_API_KEY: fake.apiKey,
@@ -42,21 +81,42 @@ export async function openaiSink(): Promise<TimingSink> {
         const update = c.sessionUpdates[0] as { audio?: { input?: { transcription?: { language?: string } } } } | undefined;
         return { session: sessionOf(update?.audio?.input?.transcription?.language), arrivals: c.appendArrivals };
       }),
-    close: () => fake.close(),
+    counts: async () => {
+      for (const c of fake.connections) for (const v of c.violations) if (violations.size < 20) violations.add(v);
+      return {
+        appends: forgotten.appends + fake.connections.reduce((n, c) => n + c.appends, 0),
+        connections: forgotten.connections + fake.connections.length,
+        open: fake.connections.filter((c) => !c.closedWith).length,
+        violations: [...violations],
+      };
+    },
+    close: () => {
+      clearInterval(sweep);
+      return fake.close();
+    },
   };
 }
 
 /** Deepgram live, Opus passed through: one binary frame per packet. */
-export async function deepgramSink(): Promise<TimingSink> {
+export async function deepgramSink(options: SinkOptions = {}): Promise<TimingSink> {
+  const keep = options.arrivals ?? true;
   const server = createServer();
   const wss = new WebSocketServer({ server, path: '/v1/listen' });
   const streams: ProviderStreamTiming[] = [];
+  let appends = 0;
+  let connections = 0;
+  let open = 0;
   wss.on('connection', (ws, req) => {
+    connections++;
+    open++;
+    ws.on('close', () => open--);
     const url = new URL(req.url ?? '/', 'http://sink');
     const stream: ProviderStreamTiming = { session: sessionOf(url.searchParams.get('language')), arrivals: [] };
-    streams.push(stream);
+    if (keep) streams.push(stream);
     ws.on('message', (_data, isBinary) => {
-      if (isBinary) stream.arrivals.push(process.hrtime.bigint());
+      if (!isBinary) return;
+      appends++;
+      if (keep) stream.arrivals.push(process.hrtime.bigint());
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -64,6 +124,7 @@ export async function deepgramSink(): Promise<TimingSink> {
   return {
     env: { DEEPGRAM_API_KEY: 'bench-key', DEEPGRAM_BASE_URL: `ws://127.0.0.1:${port}/v1` },
     streams: () => streams,
+    counts: async () => ({ appends, connections, open, violations: [] }),
     async close() {
       for (const ws of wss.clients) ws.terminate();
       await new Promise<void>((resolve) => server.close(() => resolve()));
