@@ -72,6 +72,10 @@ export async function startServer(sink: TimingSink, options: StartOptions = {}):
       PORT: '0',
       HOST: '127.0.0.1',
       LOG_LEVEL: 'info',
+      // The load is the point: no session, participant or provider-stream cap of the defaults.
+      MAX_SESSIONS: '0',
+      MAX_PARTICIPANTS: '0',
+      MAX_PROVIDER_CONNECTIONS: '0',
       ...sink.env,
       ...options.env,
     },
