@@ -4,9 +4,6 @@
  * utterance (no idle commit within 60 s, no provider VAD), and the fake OpenAI is made slow to
  * answer so that the drain lasts long enough to be looked at.
  */
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FakeDispatcher } from '../fakes/dispatcher.ts';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
@@ -14,56 +11,11 @@ import { TAG_B, TestClient, replayJvb } from '../helpers/client.ts';
 import { readCapture } from '../helpers/fixtures.ts';
 import { onlyTag } from '../helpers/provider-server.ts';
 import { until } from '../helpers/wait.ts';
-import { startDenoProcess, type LogLine } from '../runtimes/deno-process.ts';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+import { ENTRIES } from '../helpers/entries.ts';
 /** 1.6 s of speaker B, one utterance. */
 const speech = onlyTag(readCapture(), TAG_B).slice(0, 80);
 
-/** A server entry in its own process. */
-interface Entry {
-  readonly port: number;
-  readonly logs: LogLine[];
-  signal(signal: NodeJS.Signals): void;
-  readonly exited: Promise<number | null>;
-}
 
-function startNode(env: Record<string, string>): Promise<Entry> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/runtime/node.ts'], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const logs: LogLine[] = [];
-  const text: string[] = [];
-  return new Promise((resolve, reject) => {
-    const onLine = (line: string) => {
-      text.push(line);
-      let record: LogLine;
-      try {
-        record = JSON.parse(line) as LogLine;
-      } catch {
-        return;
-      }
-      logs.push(record);
-      if (record.msg === 'listening' && typeof record.port === 'number') {
-        resolve({ port: record.port, logs, exited, signal: (signal) => child.exitCode === null && child.kill(signal) });
-      }
-    };
-    createInterface({ input: child.stdout! }).on('line', onLine);
-    createInterface({ input: child.stderr! }).on('line', onLine);
-    void exited.then((code) => reject(new Error(`node exited (${code}) before listening:\n${text.join('\n')}`)));
-  });
-}
-
-async function startDeno(env: Record<string, string>): Promise<Entry> {
-  const p = await startDenoProcess(env);
-  const exited = new Promise<number | null>((resolve) => p.child.once('exit', (code) => resolve(code)));
-  return { port: p.port, logs: p.logs, exited, signal: (signal) => p.child.exitCode === null && p.child.kill(signal) };
-}
-
-const ENTRIES = { node: startNode, deno: startDeno };
 
 describe.each(['node', 'deno'] as const)('SIGTERM to the %s server while a final is pending', (runtime) => {
   let fake: FakeOpenAI;

@@ -3,9 +3,6 @@
  * providers with faults injected, and what the media server and the dispatcher get. Every
  * utterance must come back as exactly one whole final, the same words as without the fault.
  */
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeDeepgram } from '../fakes/deepgram.ts';
 import { FakeDispatcher } from '../fakes/dispatcher.ts';
@@ -15,12 +12,11 @@ import { packetsByTag, readCapture, sharedFixture, sharedFixtures, type JvbRecor
 import { opusPacketDurationMs } from '../../src/codec/toc.ts';
 import { metricValue, startProxy, type Proxy } from '../helpers/proxy.ts';
 import { onlyTag, startProviderServer } from '../helpers/provider-server.ts';
-import { startDenoProcess } from '../runtimes/deno-process.ts';
+import { ENTRIES } from '../helpers/entries.ts';
 import { loadConfig } from '../../src/config.ts';
 import { PROVIDERS } from '../../src/providers/registry.ts';
 import { until } from '../helpers/wait.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const capture = readCapture();
 const finalsText = (client: TestClient, tag: string) => client.finals(tag).map((f) => f.transcript[0]!.text);
 const speechOf = (tag: string) => onlyTag(capture, tag);
@@ -493,37 +489,6 @@ describe('limits by default', () => {
   });
 });
 
-/** A server entry in its own process, for signals. */
-interface Child {
-  port: number;
-  stop(signal: NodeJS.Signals): Promise<number | null>;
-}
-
-const ENTRIES: Record<'node' | 'deno', (env: Record<string, string>) => Promise<Child>> = {
-  node: (env) =>
-    new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'src/runtime/node.ts'], {
-        cwd: ROOT,
-        env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', ...env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-      const lines: string[] = [];
-      const onLine = (line: string) => {
-        lines.push(line);
-        const listening = /"msg":"listening".*"port":(\d+)/.exec(line);
-        if (listening) resolve({ port: Number(listening[1]), stop: (signal) => (child.kill(signal), exited) });
-      };
-      createInterface({ input: child.stdout! }).on('line', onLine);
-      createInterface({ input: child.stderr! }).on('line', onLine);
-      void exited.then(() => reject(new Error(`exited before listening:\n${lines.join('\n')}`)));
-    }),
-  deno: async (env) => {
-    const p = await startDenoProcess(env);
-    return { port: p.port, stop: (signal) => p.stop(signal) };
-  },
-};
-
 describe.each(['node', 'deno'] as const)('SIGTERM to the %s server mid-utterance', (runtime) => {
   let fake: FakeOpenAI;
   let dispatcher: FakeDispatcher;
@@ -550,9 +515,9 @@ describe.each(['node', 'deno'] as const)('SIGTERM to the %s server mid-utterance
     const records: JvbRecord[] = speechOf(TAG_B).slice(0, 80);
     await replayJvb(client, { pace: 'fast', records });
     await fake.waitFor(() => fake.connections.some((c) => c.appends >= records.length - 2), 'the utterance at the provider');
-    const exit = child.stop('SIGTERM');
+    child.signal('SIGTERM');
     await client.waitFor(() => client.closed !== undefined, 'the close after the drain');
-    expect(await exit).toBe(0);
+    expect(await child.exited).toBe(0);
     expect(client.finals(TAG_B)).toHaveLength(1);
     expect(client.closed?.code).toBe(1001);
     // The final came before the close, and reached the dispatcher too.
