@@ -12,7 +12,8 @@ port=8080  # the README's
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # Each background command leads its own process group (setsid): npm's children go with it.
+  for pid in "${pids[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -27,7 +28,7 @@ commands=$(awk '/^## Quick start/ { section = 1; next } /^## / { section = 0 }
   block { print }' "$repo/README.md")
 [ -n "$commands" ] || { echo "no \`\`\`sh block under '## Quick start' in README.md" >&2; exit 1; }
 
-node --import tsx "$repo/test/fakes/serve.ts" openai >"$work/fake.json" &
+setsid node --import tsx "$repo/test/fakes/serve.ts" openai >"$work/fake.json" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/fake.json" ] && break; sleep 0.1; done
 fake_key=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).OPENAI_API_KEY' "$work/fake.json")
@@ -42,7 +43,7 @@ while IFS= read -r line; do
   say "$command"
   case "$command" in
     "npm start")
-      npm start >"$work/server.log" 2>&1 &
+      setsid npm start >"$work/server.log" 2>&1 &
       pids+=($!)
       for _ in $(seq 300); do health >/dev/null 2>&1 && break; sleep 0.2; done
       health || { cat "$work/server.log"; echo "npm start did not answer /health with 200 within 60 s" >&2; exit 1; }

@@ -145,6 +145,7 @@ export function createMetrics() {
     ),
     backendErrors: registry.counter('transcriber_backend_errors_total', 'Provider errors, by provider and kind'),
     reconnects: registry.counter('transcriber_backend_reconnects_total', 'Provider stream connections after the first, by provider and reason'),
+    failovers: registry.counter('transcriber_provider_switches_total', 'Participants moved between providers, by from, to and reason (probe: back to the preferred one)'),
     replayedSeconds: registry.counter(
       'transcriber_replayed_seconds_total',
       'Audio sent again on a new provider connection because the previous one died before its final, by provider and reason',

@@ -65,6 +65,20 @@ export type InputErrorCode =
 export type DecodeErrorCode = 'corrupt_opus' | `ogg_${string}`;
 export type ErrorCode = InputErrorCode | DecodeErrorCode | ProviderErrorCode | 'transcriber_unavailable';
 
+/** A participant moved to another provider (docs/PROTOCOL.md §5.6). */
+export interface ProviderSwitchedMessage {
+  event: 'provider-switched';
+  tag: string;
+  from: string;
+  to: string;
+  /** The kind of the failures that moved it (`auth`, `rate_limited`, `unreachable`…), or `probe`: back to the preferred one. */
+  reason: string;
+}
+
+export function providerSwitched(tag: string, from: string, to: string, reason: string): ProviderSwitchedMessage {
+  return { event: 'provider-switched', tag, from, to, reason };
+}
+
 export interface ErrorMessage {
   event: 'error';
   code: ErrorCode;

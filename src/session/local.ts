@@ -112,6 +112,7 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
         // prepare() runs before every upgrade, so the codec is loaded by now.
         codec: codec!,
         provider: providers.get(params.provider)!,
+        fallbacks: names.filter((name) => name !== params.provider).map((name) => providers.get(name)!),
         base64,
       });
       live.add(session);

@@ -8,20 +8,25 @@ import { L16Converter } from '../codec/l16.ts';
 import { opusPacketDurationMs } from '../codec/toc.ts';
 import type { SessionContext } from './ports.ts';
 import { Sequencer } from './sequencer.ts';
-import { ProviderStream, type StreamResult } from './provider-stream.ts';
+import { ProviderStream, type Queued, type StreamResult } from './provider-stream.ts';
 
 /** Concealment never invents more than this much audio for one gap. */
 const MAX_CONCEAL_MS = 120;
+/** After a failover, the preferred provider is tried again at the first utterance boundary past this. */
+const PROBE_BACK_MS = 60_000;
 
 export interface ParticipantDeps {
   codec: OpusCodec;
-  provider: Provider;
+  /** The provider the session asked for, then the others configured, in priority order (failover). */
+  providers: readonly Provider[];
   language?: string;
   onResult(result: StreamResult): void;
   /** Counted and logged by the session (throttled). */
   onDecodeError(reason: DecodeErrorCode, detail: string): void;
   /** The provider stream's trouble, once per episode (see ProviderStreamOptions.onTrouble). */
-  onProviderTrouble(err: ProviderError): void;
+  onProviderTrouble(err: ProviderError, provider: string): void;
+  /** The participant moved from one provider to another (`reason`: the failure's kind, or `probe` going back). */
+  onProviderSwitch(from: string, to: string, reason: string): void;
 }
 
 export interface InputFormat {
@@ -56,6 +61,9 @@ export class Participant {
   private readonly previous = new Set<Promise<void>>();
   /** Audio pages completed by the current Ogg slice, for pass-through. */
   private readonly pages: Uint8Array[] = [];
+  /** Which of `providers` serves now (0: the one asked for), and since when. */
+  private providerIndex = 0;
+  private switchedAt = 0;
 
   constructor(
     readonly tag: string,
@@ -67,9 +75,13 @@ export class Participant {
     this.setInput(input);
   }
 
+  private get provider(): Provider {
+    return this.d.providers[this.providerIndex]!;
+  }
+
   /** A `start` for this tag: switch framing, decoder, and the provider stream if its format changes. */
   setInput(input: InputFormat): void {
-    const format = this.d.provider.formatFor(input.encoding);
+    const format = this.provider.formatFor(input.encoding);
     if (this.stream && sameFormat(format, this.format) && this.input.encoding === input.encoding && this.input.sampleRate === input.sampleRate) return;
     this.input = input;
     this.sniffed = input.encoding !== 'opus';
@@ -115,6 +127,77 @@ export class Participant {
   flush(): void {
     this.flushed = true;
     this.stream.flush();
+    // An utterance boundary: the moment to see whether the preferred provider is back.
+    if (this.providerIndex > 0 && this.ctx.timers.now() - this.switchedAt >= PROBE_BACK_MS) this.switchTo(0, 'probe');
+  }
+
+  /**
+   * The provider keeps failing: move to the next one configured, with the audio the stream
+   * still owed (converted to the new format where it can be: PCM between rates, Opus packets
+   * decoded; PCM cannot become Opus again, and is then dropped, logged).
+   */
+  private failover(err: ProviderError): void {
+    if (this.providerIndex + 1 >= this.d.providers.length) return;
+    const from = this.format;
+    const pending = this.stream.handOver();
+    this.switchTo(this.providerIndex + 1, err.kind);
+    let carried = 0;
+    let lost = 0;
+    const convert = this.converter(from, this.format);
+    for (const item of pending) {
+      if (item === undefined) {
+        this.stream.flush();
+        continue;
+      }
+      const audio = convert?.(item);
+      if (!audio) {
+        lost += item.durationMs;
+        continue;
+      }
+      for (const piece of audio) {
+        this.stream.push(piece.audio, piece.durationMs, item.arrival);
+        carried += piece.durationMs;
+      }
+    }
+    convert?.close?.();
+    this.ctx.log.warn('participant moved to the next provider', { to: this.provider.name, reason: err.kind, carriedMs: Math.round(carried), lostMs: Math.round(lost) });
+  }
+
+  private switchTo(index: number, reason: string): void {
+    const from = this.provider.name;
+    if (reason === 'probe') this.retire(this.stream);
+    this.providerIndex = index;
+    this.switchedAt = this.ctx.timers.now();
+    this.format = this.provider.formatFor(this.input.encoding);
+    // Rates and framing follow the new format from the next audio on.
+    this.l16 = undefined;
+    this.stream = this.newStream(this.format);
+    this.ctx.metrics.failovers.inc({ from, to: this.provider.name, reason });
+    this.d.onProviderSwitch(from, this.provider.name, reason);
+  }
+
+  /** How audio held in `from` becomes `to`'s, or undefined where it cannot. */
+  private converter(from: AudioFormat, to: AudioFormat): (((q: Queued) => Queued[]) & { close?: () => void }) | undefined {
+    if (sameFormat(from, to)) return (q) => [q];
+    if (to.kind !== 'pcm16') return undefined;
+    const pcm = (samples: Int16Array): Queued[] =>
+      samples.length ? [{ audio: new Uint8Array(samples.slice().buffer), durationMs: (samples.length * 1000) / to.sampleRate, arrival: 0 }] : [];
+    if (from.kind === 'pcm16') {
+      const resampler = new L16Converter(from.sampleRate, to.sampleRate);
+      return (q) => pcm(resampler.push(q.audio));
+    }
+    if (from.kind === 'opus') {
+      const decoder = this.d.codec.createDecoder(to.sampleRate);
+      const decode = (q: Queued) => {
+        try {
+          return pcm(decoder.decodeInt16(q.audio));
+        } catch {
+          return [];
+        }
+      };
+      return Object.assign(decode, { close: () => decoder.close() });
+    }
+    return undefined;
   }
 
   /**
@@ -188,12 +271,10 @@ export class Participant {
   private ogg(): OggOpusDemuxer {
     this.demuxer ??= new OggOpusDemuxer({
       onError: (reason) => this.d.onDecodeError(`ogg_${reason.replace(/-/g, '_')}`, `Ogg stream: ${reason}`),
-      onPage:
-        this.format.kind === 'ogg'
-          ? (page, kind) => {
-              if (kind === 'audio') this.pages.push(page);
-            }
-          : undefined,
+      // Read at each page: a failover may change whether pages pass through.
+      onPage: (page, kind) => {
+        if (kind === 'audio' && this.format.kind === 'ogg') this.pages.push(page);
+      },
     });
     return this.demuxer;
   }
@@ -213,12 +294,14 @@ export class Participant {
   }
 
   private newStream(format: AudioFormat): ProviderStream {
+    const provider = this.provider;
     return new ProviderStream(this.ctx, {
-      provider: this.d.provider,
+      provider,
       format,
       language: this.d.language,
       onResult: this.d.onResult,
-      onTrouble: this.d.onProviderTrouble,
+      onTrouble: (err) => this.d.onProviderTrouble(err, provider.name),
+      onGiveUp: (err) => this.failover(err),
       // After a reconnect, a pass-through Ogg stream starts again with its header pages.
       preamble: format.kind === 'ogg' ? () => this.demuxer?.headerPages : undefined,
     });

@@ -33,6 +33,11 @@ export interface ProviderStreamOptions {
   onTrouble(err: ProviderError): void;
   /** Sent first on every new connection (the Ogg header pages of a pass-through stream). */
   preamble?: () => Uint8Array | undefined;
+  /**
+   * The provider failed `FAILOVER_AFTER` times in a row (at once for a refused key): the
+   * participant may move to another one, taking this stream's audio along (`handOver`).
+   */
+  onGiveUp?(err: ProviderError): void;
 }
 
 /** One connection and what it takes to turn its transcripts into results. */
@@ -53,7 +58,7 @@ interface Link {
   sentMs: number;
 }
 
-interface Queued {
+export interface Queued {
   audio: Uint8Array;
   durationMs: number;
   arrival: number;
@@ -69,6 +74,8 @@ type Unfinalised = (Queued & { serial: number; endMs: number }) | { flush: true;
 const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 30_000;
 const HEALTHY_AFTER_MS = 10_000;
+/** Failures in a row (a refused key counts at once) after which the participant may move to the next provider. */
+const FAILOVER_AFTER = 3;
 /** Connections `finish` may open to deliver the last finals when one dies on the way. */
 const FINISH_ATTEMPTS = 3;
 /** Rotate this long before the provider's connection cap. */
@@ -206,6 +213,19 @@ export class ProviderStream implements HeldAudio {
     link?.conn?.close();
     await withDeadline(Promise.all(this.retiring).catch(() => undefined), left(), this.ctx.timers);
     this.drop();
+  }
+
+  /**
+   * Failover: what this stream still owes a provider, in order (audio a dead connection heard
+   * and never finalised, then the queue; `undefined` where the utterance was flushed), and
+   * the stream closed without sending it.
+   */
+  handOver(): (Queued | undefined)[] {
+    const pending: (Queued | undefined)[] = this.unfinalised.map((u) => ('flush' in u ? undefined : u));
+    pending.push(...this.queue);
+    if (this.flushQueued || this.link?.flushOnOpen) pending.push(undefined);
+    this.close();
+    return pending;
   }
 
   /** Close now, dropping what is in flight. */
@@ -513,5 +533,6 @@ export class ProviderStream implements HeldAudio {
       failures: this.failures,
     });
     this.trouble(err);
+    if (this.o.onGiveUp && !this.finishing && !this.closed && (err.kind === 'auth' || this.failures >= FAILOVER_AFTER)) this.o.onGiveUp(err);
   }
 }

@@ -3,7 +3,7 @@ import type { Provider, ProviderError } from '../providers/provider.ts';
 import type { OpusCodec } from '../codec/opus.ts';
 import type { PcmRate } from '../codec/pcm.ts';
 import { InboundEvent, KNOWN_EVENTS, MediaEvent, describeIssues, isKnownEvent } from '../protocol/inbound.ts';
-import { errorMessage, providerErrorCode, type TranscriptionResult } from '../protocol/outbound.ts';
+import { errorMessage, providerErrorCode, providerSwitched, type TranscriptionResult } from '../protocol/outbound.ts';
 import { participantIdOf } from '../protocol/participant.ts';
 import type { Base64Codec } from '../util/base64.ts';
 import { SessionBacklog } from './backlog.ts';
@@ -21,10 +21,12 @@ const MAX_UNKNOWN_NAMES = 32;
 const MAX_WAITING_STREAMS = 256;
 const EVENT_NAMES = [...KNOWN_EVENTS].join(', ');
 
-/** What a session transcribes with: the shared codec and the provider the client chose. */
+/** What a session transcribes with: the shared codec, the provider the client chose, and the others to fail over to. */
 export interface SessionTools {
   codec: OpusCodec;
   provider: Provider;
+  /** The other configured providers, in priority order. */
+  fallbacks: readonly Provider[];
   base64: Base64Codec;
 }
 
@@ -217,14 +219,17 @@ export class Session implements SessionHandle {
     const id = participantIdOf(tag);
     const p = new Participant(tag, id, input, scoped(this.ctx, { tag }), {
       codec: this.tools.codec,
-      provider: this.tools.provider,
+      providers: [this.tools.provider, ...this.tools.fallbacks],
       language: this.shell.params.lang,
       onResult: (r) => this.deliver(tag, id, r),
       onDecodeError: (reason, detail) => {
         this.ctx.metrics.decodeErrors.inc({ reason });
         this.shell.refuse(reason, detail, tag, { count: false });
       },
-      onProviderTrouble: (err) => this.providerTrouble(tag, err),
+      onProviderTrouble: (err, provider) => this.providerTrouble(tag, err, provider),
+      onProviderSwitch: (from, to, reason) => {
+        if (!this.closed) this.shell.send(JSON.stringify(providerSwitched(tag, from, to, reason)));
+      },
     });
     this.participants.set(tag, p);
     this.ctx.metrics.state.participants++;
@@ -288,9 +293,9 @@ export class Session implements SessionHandle {
   }
 
   /** Told to the client (docs/PROTOCOL.md §5.4); the stream has logged and counted it. */
-  private providerTrouble(tag: string, err: ProviderError): void {
+  private providerTrouble(tag: string, err: ProviderError, provider: string): void {
     if (this.closed) return;
-    this.shell.send(errorMessage(providerErrorCode(err.kind), err.message, { tag, provider: this.tools.provider.name }));
+    this.shell.send(errorMessage(providerErrorCode(err.kind), err.message, { tag, provider }));
   }
 
   /** Ignored, as the protocol says, but answered and counted; logged once per name. */

@@ -133,6 +133,8 @@ describe('a media server that reconnects with the same sessionId', () => {
     await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.appends ?? 0) >= half - 1, 'the first half at the provider');
     // The network blips: no close frame, the socket is just gone.
     first.ws.terminate();
+    // A reconnect the server sees before it noticed the drop would be a second session (§4.9).
+    await until(() => proxy.logs.some((l) => l.msg === 'session detached' && l.session === 'blip'), 'the drop noticed');
     const second = await proxy.connect({ sessionId: 'blip' });
     await replayJvb(second, { pace: 'fast', records: records.slice(half) });
     second.send({ event: 'stop', stop: { tag: TAG_B } });
