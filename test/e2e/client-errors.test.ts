@@ -161,8 +161,13 @@ describe('provider trouble reaches the client', () => {
       provider: 'deepgram',
     });
     expect(errors(victim).sort((a, b) => String(a.tag).localeCompare(String(b.tag)))).toEqual([TAG_A, TAG_B].sort().map(expected));
-    expect(victim.results()).toEqual([]);
+    // OpenAI is configured too: each participant fails over to it, alone (docs/PROTOCOL.md §5.6).
+    const switches = victim.messages.filter((m) => m.event === 'provider-switched');
+    expect(switches.sort((a, b) => String(a.tag).localeCompare(String(b.tag)))).toEqual(
+      [TAG_A, TAG_B].sort().map((tag) => ({ event: 'provider-switched', tag, from: 'deepgram', to: 'openai', reason: 'auth' })),
+    );
     expect(errors(other)).toEqual([]);
+    expect(other.messages.some((m) => m.event === 'provider-switched')).toBe(false);
     expect(JSON.stringify([victim.messages, proxy.logs])).not.toContain(wrong);
   });
 
