@@ -12,7 +12,6 @@ import { packetsByTag, readCapture, sharedFixture, sharedFixtures, type JvbRecor
 import { opusPacketDurationMs } from '../../src/codec/toc.ts';
 import { metricValue, startProxy, type Proxy } from '../helpers/proxy.ts';
 import { onlyTag, startProviderServer } from '../helpers/provider-server.ts';
-import { ENTRIES } from '../helpers/entries.ts';
 import { loadConfig } from '../../src/config.ts';
 import { PROVIDERS } from '../../src/providers/registry.ts';
 import { until } from '../helpers/wait.ts';
@@ -488,42 +487,5 @@ describe('limits by default', () => {
     } finally {
       await proxy.close();
     }
-  });
-});
-
-describe.each(['node', 'deno'] as const)('SIGTERM to the %s server mid-utterance', (runtime) => {
-  let fake: FakeOpenAI;
-  let dispatcher: FakeDispatcher;
-  beforeAll(async () => {
-    fake = await FakeOpenAI.start();
-    dispatcher = await FakeDispatcher.start();
-  });
-  afterAll(async () => {
-    await fake.close();
-    await dispatcher.close();
-  });
-
-  it('commits the utterance, delivers its final to the client and the dispatcher, then closes with 1001 and exits 0', async () => {
-    const child = await ENTRIES[runtime]({
-      OPENAI_API_KEY: fake.apiKey,
-      OPENAI_BASE_URL: fake.baseUrl,
-      // Only the drain may end the utterance: no idle commit, no provider VAD.
-      FORCE_COMMIT_TIMEOUT: '60',
-      OPENAI_TURN_DETECTION: 'null',
-      DISPATCHER_WS_URL: dispatcher.url(),
-      LOG_LEVEL: 'info',
-    });
-    const client = await TestClient.connect(`ws://127.0.0.1:${child.port}/transcribe?sessionId=deploy-${runtime}&sendBack=true&useDispatcher=true`);
-    const records: JvbRecord[] = speechOf(TAG_B).slice(0, 80);
-    await replayJvb(client, { pace: 'fast', records });
-    await fake.waitFor(() => fake.connections.some((c) => c.appends >= records.length - 2), 'the utterance at the provider');
-    child.signal('SIGTERM');
-    await client.waitFor(() => client.closed !== undefined, 'the close after the drain');
-    expect(await child.exited).toBe(0);
-    expect(client.finals(TAG_B)).toHaveLength(1);
-    expect(client.closed?.code).toBe(1001);
-    // The final came before the close, and reached the dispatcher too.
-    const final = client.finals(TAG_B)[0]!;
-    expect(dispatcher.messages().map((m) => m.messageId)).toContain(final.message_id);
   });
 });

@@ -41,15 +41,7 @@ export class ManualClock implements Timers {
    */
   advance(ms: number): void {
     const end = this.t + ms;
-    for (;;) {
-      const next = this.nextDue(end);
-      if (!next) break;
-      const [id, d] = next;
-      this.t = Math.max(this.t, d.at);
-      if (d.every === undefined) this.due.delete(id);
-      else d.at += d.every;
-      d.fn();
-    }
+    while (this.fireNext(end));
     this.t = end;
   }
 
@@ -60,18 +52,22 @@ export class ManualClock implements Timers {
    */
   async advanceAsync(ms: number): Promise<void> {
     const end = this.t + ms;
-    for (;;) {
-      await settle();
-      const next = this.nextDue(end);
-      if (!next) break;
-      const [id, d] = next;
-      this.t = Math.max(this.t, d.at);
-      if (d.every === undefined) this.due.delete(id);
-      else d.at += d.every;
-      d.fn();
-    }
+    do await settle();
+    while (this.fireNext(end));
     this.t = end;
     await settle();
+  }
+
+  /** Runs the earliest timer due by `end`, moving the clock to it; false when none is. */
+  private fireNext(end: number): boolean {
+    const next = this.nextDue(end);
+    if (!next) return false;
+    const [id, d] = next;
+    this.t = Math.max(this.t, d.at);
+    if (d.every === undefined) this.due.delete(id);
+    else d.at += d.every;
+    d.fn();
+    return true;
   }
 
   /** Moves to `at` (absolute, on this clock), running what falls due. */
