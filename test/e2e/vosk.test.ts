@@ -50,6 +50,15 @@ const texts = (client: TestClient, kind: 'interim' | 'final') =>
     .filter((m) => m.is_interim === (kind === 'interim'))
     .map((m) => m.transcript[0]!.text);
 const configOf = (conn: FakeVoskConnection) => JSON.parse(conn.texts[0]!) as unknown;
+/**
+ * The first socket after the `lost`-th that carries audio: an idle flush that came before the
+ * loss was noticed may have opened an empty one in between.
+ */
+async function successor(fake: FakeVosk, lost = 0): Promise<FakeVoskConnection> {
+  const find = () => fake.connections.slice(lost + 1).find((c) => c.frames.length > 0);
+  await fake.waitFor(() => find() !== undefined, 'a new socket with audio');
+  return find()!;
+}
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
 
 describe('Vosk', () => {
@@ -135,7 +144,8 @@ describe('Vosk', () => {
     await client.waitFor(() => client.finals(TAG_B).length > 0, 'a final after the failure');
 
     expect(errors(client)).toEqual([{ event: 'error', code: 'provider_error', message: 'Vosk failed (1011 internal error)', tag: TAG_B, provider: 'vosk' }]);
-    const [dead, next] = fake.connections as [FakeVoskConnection, FakeVoskConnection];
+    const next = await successor(fake);
+    const dead = fake.connections[0]!;
     expect(dead.frames).toHaveLength(60);
     expect(dead.finalTexts()).toEqual([]);
     // Nothing of the dead socket was final: the new one hears it all again, first, then the rest.
@@ -146,6 +156,51 @@ describe('Vosk', () => {
     expect(texts(client, 'final')).toEqual(next.finalTexts());
     expect(proxy.logs.some((l) => l.msg === 'provider connection lost' && l.kind === 'provider' && l.provider === 'vosk')).toBe(true);
     expect(metricValue(await proxy.metrics(), 'transcriber_backend_errors_total', { provider: 'vosk', kind: 'provider' })).toBe(1);
+  });
+
+  it('a socket lost after a final: only the audio after that final’s last word is replayed (Vosk’s word times mapped to the stream’s audio)', async () => {
+    const { fake, proxy } = await start();
+    // Frame 200 is in B's second utterance; the first ended (a result) at frame 130.
+    fake.faults.dropNext = { afterFrames: MID_SECOND_UTTERANCE, code: 1001, reason: 'going away' };
+    const client = await proxy.connect();
+    await replayJvb(client, { pace: 'fast', records: speakerB });
+    const next = await successor(fake);
+    const dead = fake.connections[0]!;
+    const result = dead.sent.find((m) => Array.isArray(m.result)) as { result: { end: number }[]; text: string };
+    expect(result).toBeDefined();
+    await client.waitFor(() => client.finals(TAG_B).length >= 2, 'the first utterance’s final and the replayed one’s');
+    expect(texts(client, 'final')[0]).toBe(result.text);
+
+    // The frames whose audio ends at or before the last word's end were final; the rest come again.
+    const replayedFrom = Math.floor((result.result.at(-1)!.end * 1000) / 20);
+    expect(replayedFrom).toBeLessThan(MID_SECOND_UTTERANCE);
+    await fake.waitFor(() => next.frames.length >= MID_SECOND_UTTERANCE - replayedFrom, 'the replay');
+    expect(dead.frames.slice(replayedFrom).every((f, i) => same(f, next.frames[i]!))).toBe(true);
+    await fake.waitFor(() => fake.bytes - dead.bytes === (packetsB - replayedFrom) * FRAME_BYTES, 'the replay and the rest');
+    expect(errors(client)).toEqual([{ event: 'error', code: 'provider_error', message: 'Vosk closed the connection (1001 going away)', tag: TAG_B, provider: 'vosk' }]);
+  });
+
+  it('word times of a later socket count from where that socket began: a loss after its final replays only what followed', async () => {
+    const { fake, proxy } = await start();
+    const client = await proxy.connect();
+    await replayJvb(client, { pace: 'fast', records: upTo(MID_SECOND_UTTERANCE) });
+    await fake.waitFor(() => fake.bytes === MID_SECOND_UTTERANCE * FRAME_BYTES, 'the first 200 frames');
+    // The socket the idle flush opens ends the second utterance (a result at its frame ~49), then dies.
+    fake.faults.dropNext = { afterFrames: 60, code: 1001, reason: 'going away' };
+    await fake.waitFor(() => fake.connections.length === 2, 'the flush');
+    await replayJvb(client, { pace: 'fast', records: speakerB.slice(upTo(MID_SECOND_UTTERANCE).length) });
+    const second = fake.connections[1]!;
+    await fake.waitFor(() => second.closedWith !== undefined, 'the second socket lost');
+    const result = second.sent.find((m) => Array.isArray(m.result)) as { result: { end: number }[]; text: string };
+    expect(result).toBeDefined();
+    await client.waitFor(() => client.finals(TAG_B).some((f) => f.transcript[0]!.text === result.text), 'the second socket’s final');
+
+    const third = await successor(fake, 1);
+    // Its words' times are from the second socket's start, 200 frames into the stream.
+    const from = Math.floor((result.result.at(-1)!.end * 1000) / 20);
+    expect(from).toBeGreaterThan(0);
+    await fake.waitFor(() => third.bytes === (packetsB - MID_SECOND_UTTERANCE - from) * FRAME_BYTES, 'the replay and the rest');
+    expect(second.frames.slice(from).every((f, i) => same(f, third.frames[i]!))).toBe(true);
   });
 
   it('the connection cut without a close frame, then the reconnection refused: one error for the episode, and the final still arrives', async () => {
@@ -163,10 +218,10 @@ describe('Vosk', () => {
     expect(errors(client)).toEqual([
       { event: 'error', code: 'provider_error', message: expect.stringMatching(/^Vosk closed the connection \(1006/), tag: TAG_B, provider: 'vosk' },
     ]);
-    const accepted = fake.connections.slice(1);
-    expect(accepted.length).toBeGreaterThanOrEqual(1);
+    const next = await successor(fake);
     const dead = fake.connections[0]!;
-    expect(dead.frames.every((f, i) => same(f, accepted[0]!.frames[i]!))).toBe(true);
+    await fake.waitFor(() => next.frames.length >= dead.frames.length, 'the replay');
+    expect(dead.frames.every((f, i) => same(f, next.frames[i]!))).toBe(true);
     await fake.waitFor(() => fake.bytes - dead.bytes === packetsB * FRAME_BYTES, 'all of B after the outage');
     expect(proxy.logs.some((l) => l.msg === 'provider connection failed' && l.kind === 'handshake' && String(l.error).includes('HTTP 503'))).toBe(true);
   });
