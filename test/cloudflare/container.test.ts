@@ -143,7 +143,7 @@ describe('the Worker in front of the container', () => {
     await expect(TestClient.connect(wsUrl({ useDispatcher: 'true' }))).rejects.toMatchObject({ status: 400 });
     await expect(TestClient.connect(wsUrl({ sendBack: 'true', provider: 'nope' }))).rejects.toMatchObject({
       status: 400,
-      body: 'provider "nope" is unknown; known providers: openai, deepgram, gemini',
+      body: 'provider "nope" is unknown; known providers: openai, deepgram, gemini, vosk',
     });
     await expect(TestClient.connect(wsUrl({ sendBack: 'true' }, '/elsewhere'))).rejects.toMatchObject({ status: 404 });
     const plain = await fetch(new URL('/transcribe', base));

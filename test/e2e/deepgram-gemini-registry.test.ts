@@ -49,7 +49,7 @@ describe('provider choice', () => {
     expect(health.providers).toEqual(['gemini', 'deepgram']);
   });
 
-  it('follows the registry order (openai, deepgram, gemini) without PROVIDERS_PRIORITY', async () => {
+  it('follows the registry order (openai, deepgram, gemini, vosk) without PROVIDERS_PRIORITY', async () => {
     proxy = await startProviderServer(KEYS);
     expect(await info(proxy, 'sendBack=true')).toMatchObject({ provider: 'deepgram', providersAvailable: ['deepgram', 'gemini'] });
   });
@@ -62,7 +62,7 @@ describe('provider choice', () => {
     });
     expect(await refusal(proxy, 'sendBack=true&provider=whisper')).toEqual({
       status: 400,
-      body: 'provider "whisper" is unknown; known providers: openai, deepgram, gemini',
+      body: 'provider "whisper" is unknown; known providers: openai, deepgram, gemini, vosk',
     });
   });
 });

@@ -49,7 +49,7 @@ describe('/health', () => {
       status: 503,
       body: {
         status: 'degraded',
-        reasons: ['no speech-to-text provider is configured: set OPENAI_API_KEY or DEEPGRAM_API_KEY or GEMINI_API_KEY'],
+        reasons: ['no speech-to-text provider is configured: set OPENAI_API_KEY or DEEPGRAM_API_KEY or GEMINI_API_KEY or VOSK_URL'],
         runtime: 'node',
         version: '0.1.0',
         providers: [],

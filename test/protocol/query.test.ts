@@ -51,7 +51,7 @@ describe('refusals', () => {
       'transcribe must be "true" (got "no")',
       'sessionId must be 1-256 characters of letters, digits, and . _ : @ -',
       'lang must be a BCP-47 or ISO 639-1 code such as en or pt-BR (got "english!")',
-      'provider "whisper" is unknown; known providers: openai, deepgram, gemini',
+      'provider "whisper" is unknown; known providers: openai, deepgram, gemini, vosk',
       'encoding must be opus or ogg-opus (got "mp3")',
       'sendBack must be true or false (or 1, 0, yes, no, on, off), got "maybe"',
       'useDispatcher must be true or false (or 1, 0, yes, no, on, off), got "perhaps"',
@@ -73,7 +73,7 @@ describe('refusals', () => {
   it('tells an unknown provider from a known one this server has no key for', () => {
     expect(problems(parse('sendBack=true&provider=gemini'))).toEqual(['provider "gemini" is not configured: set GEMINI_API_KEY (configured: openai)']);
     expect(problems(parse('sendBack=true&provider=whisper', { configured: ['deepgram', 'gemini'] }))).toEqual([
-      'provider "whisper" is unknown; known providers: openai, deepgram, gemini',
+      'provider "whisper" is unknown; known providers: openai, deepgram, gemini, vosk',
     ]);
     const chosen = parse('sendBack=true&provider=gemini', { configured: ['openai', 'gemini'] });
     expect(chosen.ok && chosen.params.provider).toBe('gemini');
