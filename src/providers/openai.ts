@@ -1,5 +1,5 @@
 import * as v from 'valibot';
-import { toWebSocketUrl, type HandshakeRefusal, type OutboundSocket } from '../net.ts';
+import { toWebSocketScheme, type HandshakeRefusal, type OutboundSocket } from '../net.ts';
 import { envJson, envOptionalString, envString, envUrl } from '../util/env-schema.ts';
 import { withDeadline } from '../util/timers.ts';
 import {
@@ -278,8 +278,19 @@ function refusalDetail(refusal: HandshakeRefusal): string | undefined {
   return (json && str(asObject(json.error), 'message')) || refusal.body.trim();
 }
 
+/**
+ * `${OPENAI_BASE_URL}/realtime?intent=transcription`, the base's own query parameters kept:
+ * a self-hosted server may need some (speaches takes its transcription model as `model`).
+ */
+export function realtimeUrl(baseUrl: string): string {
+  const url = new URL(toWebSocketScheme(baseUrl));
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}/realtime`;
+  url.searchParams.set('intent', 'transcription');
+  return url.toString();
+}
+
 export function createOpenAI(config: OpenAIConfig, deps: ProviderDeps): Provider {
-  const url = `${toWebSocketUrl(config.baseUrl)}/realtime?intent=transcription`;
+  const url = realtimeUrl(config.baseUrl);
   // One auth form only: a header where the runtime can set one, else the subprotocol pair.
   const auth = deps.connector.supportsHeaders
     ? { headers: { Authorization: `Bearer ${config.apiKey}` } }
