@@ -102,14 +102,28 @@ describe('the autoscaler', () => {
     auto.place('a', 'a1');
     auto.place('b', 'b1');
     clock.advance(200_000);
-    expect(auto.renew('a1')).toBe(true);
+    auto.renew('a1', 'a', 'auto-0');
     clock.advance(100_000);
     expect(auto.tick()).toMatchObject({ retire: [], expired: 1 });
-    expect(auto.renew('b1')).toBe(false);
     expect(auto.counts()).toEqual([{ instance: 'auto-0', sessions: 1, sockets: 1 }]);
     auto.release('a1');
     clock.advance(60_000);
     expect(auto.tick().retire).toEqual(['auto-0']);
+  });
+
+  it('takes back a forgotten socket where it is when its Worker renews it', () => {
+    const { clock, auto } = scaler({ minWarm: 0, maxSessionsPerContainer: 1 });
+    auto.place('a', 'a1');
+    auto.place('b', 'b1');
+    clock.advance(300_000);
+    expect(auto.tick().expired).toBe(2);
+    auto.renew('b1', 'b', 'auto-1');
+    expect(auto.locate('b')).toBe('auto-1');
+    expect(auto.place('b', 'b2').instance).toBe('auto-1');
+    expect(auto.counts()).toEqual([
+      { instance: 'auto-0', sessions: 0, sockets: 0 },
+      { instance: 'auto-1', sessions: 1, sockets: 2 },
+    ]);
   });
 
   it('carries its state through a snapshot', () => {

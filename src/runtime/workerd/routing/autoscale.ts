@@ -109,12 +109,22 @@ export class Autoscaler {
     return { instance: instanceName(placement.index), added: placement.added, overfull: placement.overfull };
   }
 
-  /** The socket is still live. False when it is unknown (its lease ran out, or it was released). */
-  renew(socketId: string): boolean {
+  /**
+   * The socket is still live, on `instance`. One this coordinator had forgotten (its lease ran
+   * out while the Worker could not reach it) is taken back where it is: sessions never move.
+   */
+  renew(socketId: string, sessionKey: string, instance: string): void {
+    const now = this.now();
     const socket = this.sockets.get(socketId);
-    if (!socket) return false;
-    socket.renewedAt = this.now();
-    return true;
+    if (socket) {
+      socket.renewedAt = now;
+      return;
+    }
+    const index = indexOf(instance);
+    if (index === undefined || this.retiring.has(index)) return;
+    if (!this.containers.has(index)) this.containers.set(index, { index, idleSince: undefined });
+    this.containers.get(index)!.idleSince = undefined;
+    this.sockets.set(socketId, { sessionKey, index, renewedAt: now });
   }
 
   /** The socket has closed; its container may become idle. */
@@ -224,7 +234,8 @@ export class Autoscaler {
     if (container && container.idleSince === undefined && this.socketsOn(index) === 0) container.idleSince = this.now();
   }
 
-  private nextAt(): number | undefined {
+  /** When `tick` has something to do next, if ever. */
+  nextAt(): number | undefined {
     let next: number | undefined;
     const consider = (at: number) => (next = next === undefined ? at : Math.min(next, at));
     for (const socket of this.sockets.values()) consider(socket.renewedAt + this.limits.leaseMs);
