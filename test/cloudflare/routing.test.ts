@@ -205,4 +205,31 @@ describe('ROUTING=autoscale', () => {
     expect(back.instance).toBe('auto-0');
     await back.client.close();
   });
+
+  it('loses only the sessions of a container that dies; they reconnect and are placed again', async () => {
+    const a = await open(base, 'die-a');
+    const b = await open(base, 'die-b');
+    const c = await open(base, 'die-c');
+    expect([a.instance, b.instance, c.instance]).toEqual(['auto-0', 'auto-0', 'auto-1']);
+
+    // auto-1's container stops under its session (a crash, a rollout).
+    const namespace = await mf.getDurableObjectNamespace('CONTAINER');
+    await namespace.get(namespace.idFromName('auto-1')).retire();
+    await c.client.waitFor(() => c.client.closed !== undefined, 'the close of the session on auto-1');
+    expect(c.client.closed).toEqual({ code: 1012, reason: 'transcription container restarted; reconnect' });
+    await until(async () => !(await counts()).some((k) => k.instance === 'auto-1' && k.sockets > 0), 'auto-1 to have no socket');
+    expect(a.client.closed).toBeUndefined();
+    expect(b.client.closed).toBeUndefined();
+    expect(await containers()).toMatchObject({ 'auto-0': 2 });
+
+    // The client reconnects; auto-0 is full, so the session goes to a container with room.
+    const again = await open(base, 'die-c');
+    expect(again.instance).not.toBe('auto-0');
+    await replayJvb(again.client, { pace: 'fast', records: firstHalf() });
+    await again.client.waitFor(() => again.client.finals().length > 0, 'a final after the reconnect', 30_000);
+    // The others were never touched: still one socket each, on auto-0.
+    expect(tap.session('die-a')).toHaveLength(1);
+    expect(tap.session('die-b')).toHaveLength(1);
+    for (const client of [a.client, b.client, again.client]) await client.close();
+  });
 });
