@@ -214,7 +214,9 @@ describe('ROUTING=autoscale', () => {
 
     // auto-1's container stops under its session (a crash, a rollout).
     const namespace = await mf.getDurableObjectNamespace('CONTAINER');
-    await namespace.get(namespace.idFromName('auto-1')).retire();
+    // Miniflare's stub type lists fetch only; its proxy makes RPC calls all the same.
+    const stub = namespace.get(namespace.idFromName('auto-1')) as unknown as { retire(): Promise<void> };
+    await stub.retire();
     await c.client.waitFor(() => c.client.closed !== undefined, 'the close of the session on auto-1');
     expect(c.client.closed).toEqual({ code: 1012, reason: 'transcription container restarted; reconnect' });
     await until(async () => !(await counts()).some((k) => k.instance === 'auto-1' && k.sockets > 0), 'auto-1 to have no socket');
