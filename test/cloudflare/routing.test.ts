@@ -160,6 +160,8 @@ describe('ROUTING=autoscale', () => {
         AUTOSCALE_MIN_WARM: '1',
         AUTOSCALE_MAX_CONTAINERS: '3',
         AUTOSCALE_IDLE_RETIRE_S: '1',
+        // How long a session stays placed after its last socket (the containers' resumption grace).
+        RESUME_GRACE_MS: '500',
       })),
   );
   afterAll(async () => await mf?.dispose());
@@ -207,6 +209,8 @@ describe('ROUTING=autoscale', () => {
   });
 
   it('loses only the sessions of a container that dies; they reconnect and are placed again', async () => {
+    // The last test's session is no longer held for its client (RESUME_GRACE_MS).
+    await until(async () => (await containers())['auto-0'] === 0, 'auto-0 to be empty');
     const a = await open(base, 'die-a');
     const b = await open(base, 'die-b');
     const c = await open(base, 'die-c');

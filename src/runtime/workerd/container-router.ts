@@ -40,7 +40,11 @@ export const HEALTH_INSTANCE = '#health';
 
 const fixed = (instance: string): ContainerRoute => ({ instance, renew: async () => {}, release: async () => {} });
 
-export function containerRouter(routing: Routing, namespaces: { coordinator?: CoordinatorNamespace }): ContainerRouter {
+/**
+ * `lingerMs`: how long a container keeps a session whose client went away (RESUME_GRACE_MS);
+ * the coordinator keeps it placed there as long, so the client's reconnect finds it.
+ */
+export function containerRouter(routing: Routing, o: { coordinator?: CoordinatorNamespace; lingerMs: number }): ContainerRouter {
   switch (routing.mode) {
     case 'session':
       return {
@@ -61,7 +65,7 @@ export function containerRouter(routing: Routing, namespaces: { coordinator?: Co
       };
     }
     case 'autoscale': {
-      const namespace = namespaces.coordinator!;
+      const namespace = o.coordinator!;
       const coordinator = () => namespace.get(namespace.idFromName(COORDINATOR_NAME));
       return {
         async route(key) {
@@ -70,7 +74,7 @@ export function containerRouter(routing: Routing, namespaces: { coordinator?: Co
           return {
             instance,
             renew: () => coordinator().renew(socketId, key, instance),
-            release: () => coordinator().release(socketId),
+            release: () => coordinator().release(socketId, o.lingerMs),
           };
         },
         locate: async (key) => (await coordinator().locate(key)) ?? undefined,

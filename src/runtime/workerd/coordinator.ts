@@ -57,8 +57,9 @@ export class ContainerCoordinator extends DurableObject<Record<string, unknown>>
     await this.save();
   }
 
-  async release(socketId: string): Promise<void> {
-    this.scaler.release(socketId);
+  /** The socket closed; its session stays placed for `lingerMs` if it was the last (RESUME_GRACE_MS). */
+  async release(socketId: string, lingerMs: number): Promise<void> {
+    this.scaler.release(socketId, lingerMs);
     await this.save();
   }
 

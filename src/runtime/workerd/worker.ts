@@ -106,7 +106,7 @@ function frontApp(
   sinks: SinkFactory,
 ): Hono {
   const timers = systemTimers;
-  const router = containerRouter(settings.routing, { coordinator: env.COORDINATOR });
+  const router = containerRouter(settings.routing, { coordinator: env.COORDINATOR, lingerMs: config.resumeGraceMs });
   const sessions = createWorkerdApp({
     config,
     log,

@@ -134,4 +134,26 @@ describe('the autoscaler', () => {
     expect(restored.locate('c')).toBe('auto-1');
     expect(restored.place('c', 'c2').instance).toBe('auto-1');
   });
+
+  it('keeps a session placed while its container waits for the client to come back', () => {
+    const { clock, auto } = scaler({ minWarm: 0, maxSessionsPerContainer: 1 });
+    auto.place('a', 'a1');
+    auto.release('a1', 15_000);
+    // auto-0 still holds a's session: a newcomer gets another container, a's reconnect its own.
+    expect(auto.counts()).toEqual([{ instance: 'auto-0', sessions: 1, sockets: 0 }]);
+    expect(auto.place('b', 'b1').instance).toBe('auto-1');
+    clock.advance(14_999);
+    expect(auto.tick().retire).toEqual([]);
+    expect(auto.place('a', 'a2').instance).toBe('auto-0');
+    auto.release('a2', 15_000);
+    expect(auto.nextAt()).toBe(clock.now() + 15_000);
+    clock.advance(15_000);
+    auto.tick();
+    expect(auto.locate('a')).toBeUndefined();
+    expect(auto.place('c', 'c1').instance).toBe('auto-0');
+    // A snapshot carries it too.
+    auto.release('c1', 15_000);
+    const restored = new Autoscaler({ ...LIMITS, minWarm: 0, maxSessionsPerContainer: 1 }, clock.now, JSON.parse(JSON.stringify(auto.snapshot())));
+    expect(restored.locate('c')).toBe('auto-0');
+  });
 });

@@ -5,7 +5,9 @@
  * (src/runtime/workerd/coordinator.ts) persists its snapshot and acts on what `tick` asks.
  *
  * Sessions never move: every socket of a session goes where the session's first live socket
- * went, and only a session with no live socket left is placed afresh. Containers fill up to
+ * went, and a session whose last socket closed stays placed for as long as its container
+ * waits for the client to resume it (`release`'s linger, RESUME_GRACE_MS); only after that
+ * is it placed afresh. Containers fill up to
  * `maxSessionsPerContainer` (the fullest one with room first, so the others can go idle and
  * be retired), a new one is added when all are full, and when `maxContainers` exist the
  * least loaded takes one more.
@@ -56,6 +58,12 @@ interface ContainerState {
   idleSince: number | undefined;
 }
 
+interface Lingering {
+  index: number;
+  /** Until then the container keeps the session for a client that comes back. */
+  until: number;
+}
+
 interface SocketState {
   sessionKey: string;
   index: number;
@@ -67,6 +75,7 @@ export interface AutoscaleSnapshot {
   containers: ContainerState[];
   retiring: number[];
   sockets: Record<string, SocketState>;
+  lingering?: Record<string, Lingering>;
 }
 
 export const AUTOSCALE_PREFIX = 'auto-';
@@ -78,6 +87,8 @@ export class Autoscaler {
   /** Retired but not yet confirmed stopped: their names are not reused meanwhile. */
   private readonly retiring = new Set<number>();
   private readonly sockets = new Map<string, SocketState>();
+  /** Sessions with no live socket whose container still holds them (by sessionKey). */
+  private readonly lingering = new Map<string, Lingering>();
 
   constructor(
     private readonly limits: AutoscaleLimits,
@@ -88,6 +99,7 @@ export class Autoscaler {
       for (const c of snapshot.containers) this.containers.set(c.index, { ...c });
       for (const i of snapshot.retiring) this.retiring.add(i);
       for (const [id, s] of Object.entries(snapshot.sockets)) this.sockets.set(id, { ...s });
+      for (const [key, l] of Object.entries(snapshot.lingering ?? {})) this.lingering.set(key, { ...l });
     }
     this.keepMinimum();
   }
@@ -105,6 +117,7 @@ export class Autoscaler {
     if (live !== undefined) placement = { index: live, added: false, overfull: false };
     else placement = this.choose();
     this.sockets.set(socketId, { sessionKey, index: placement.index, renewedAt: now });
+    this.lingering.delete(sessionKey);
     this.containers.get(placement.index)!.idleSince = undefined;
     return { instance: instanceName(placement.index), added: placement.added, overfull: placement.overfull };
   }
@@ -125,13 +138,22 @@ export class Autoscaler {
     if (!this.containers.has(index)) this.containers.set(index, { index, idleSince: undefined });
     this.containers.get(index)!.idleSince = undefined;
     this.sockets.set(socketId, { sessionKey, index, renewedAt: now });
+    this.lingering.delete(sessionKey);
   }
 
-  /** The socket has closed; its container may become idle. */
-  release(socketId: string): void {
+  /**
+   * The socket has closed. When it was its session's last, the session stays placed for
+   * `lingerMs` (its container keeps it that long for a client that reconnects); then its
+   * container may become idle.
+   */
+  release(socketId: string, lingerMs = 0): void {
     const socket = this.sockets.get(socketId);
     if (!socket) return;
     this.sockets.delete(socketId);
+    const last = ![...this.sockets.values()].some((s) => s.sessionKey === socket.sessionKey);
+    if (last && lingerMs > 0 && this.containers.has(socket.index)) {
+      this.lingering.set(socket.sessionKey, { index: socket.index, until: this.now() + lingerMs });
+    }
     this.markIdleIfEmpty(socket.index);
   }
 
@@ -150,6 +172,11 @@ export class Autoscaler {
       this.sockets.delete(id);
       this.markIdleIfEmpty(socket.index);
       expired++;
+    }
+    for (const [key, l] of this.lingering) {
+      if (now < l.until) continue;
+      this.lingering.delete(key);
+      this.markIdleIfEmpty(l.index);
     }
     const retire: string[] = [];
     // The highest first, so that the names in use stay low and the warm ones are the first.
@@ -183,6 +210,7 @@ export class Autoscaler {
       containers: [...this.containers.values()].map((c) => ({ ...c })),
       retiring: [...this.retiring],
       sockets: Object.fromEntries([...this.sockets].map(([id, s]) => [id, { ...s }])),
+      lingering: Object.fromEntries([...this.lingering].map(([key, l]) => [key, { ...l }])),
     };
   }
 
@@ -214,12 +242,13 @@ export class Autoscaler {
 
   private locateIndex(sessionKey: string): number | undefined {
     for (const socket of this.sockets.values()) if (socket.sessionKey === sessionKey) return socket.index;
-    return undefined;
+    return this.lingering.get(sessionKey)?.index;
   }
 
   private sessionsOn(index: number): number {
     const keys = new Set<string>();
     for (const socket of this.sockets.values()) if (socket.index === index) keys.add(socket.sessionKey);
+    for (const [key, l] of this.lingering) if (l.index === index) keys.add(key);
     return keys.size;
   }
 
@@ -231,7 +260,8 @@ export class Autoscaler {
 
   private markIdleIfEmpty(index: number): void {
     const container = this.containers.get(index);
-    if (container && container.idleSince === undefined && this.socketsOn(index) === 0) container.idleSince = this.now();
+    if (!container || container.idleSince !== undefined || this.sessionsOn(index) > 0) return;
+    container.idleSince = this.now();
   }
 
   /** When `tick` has something to do next, if ever. */
@@ -239,6 +269,7 @@ export class Autoscaler {
     let next: number | undefined;
     const consider = (at: number) => (next = next === undefined ? at : Math.min(next, at));
     for (const socket of this.sockets.values()) consider(socket.renewedAt + this.limits.leaseMs);
+    for (const l of this.lingering.values()) consider(l.until);
     if (this.containers.size > this.limits.minWarm) {
       for (const c of this.containers.values()) {
         if (c.idleSince !== undefined && c.index >= this.limits.minWarm) consider(c.idleSince + this.limits.idleRetireMs);
