@@ -61,12 +61,10 @@ export function containerSessions(o: ContainerSessionsOptions): SessionFactory {
           } catch (error) {
             throw new ConnectError(`no container could be chosen: ${error instanceof Error ? error.message : String(error)}`);
           }
-          // The client left while the router answered: its place is given back at once.
-          if (ended) {
-            o.waitUntil(release(placed));
-            throw new ConnectError('the client left before its container was chosen');
-          }
-          route = placed;
+          // The client left while the router answered: its place is given back at once (the
+          // relay closes the socket it gets, as for any client gone during the connect).
+          if (ended) o.waitUntil(release(placed));
+          else route = placed;
           const stub = getContainer(o.namespace, placed.instance);
           keepAlive = () => stub.keepAlive();
           shell.log.info('session routed', { instance: placed.instance });
