@@ -239,3 +239,34 @@ describe('ROUTING=autoscale', () => {
     for (const client of [a.client, b.client, again.client]) await client.close();
   });
 });
+
+describe('a Worker with a bad routing configuration', () => {
+  it('answers every request with 500 naming each problem', async () => {
+    const bad = new Miniflare({
+      modules: await bundleWorker('src/runtime/workerd.ts'),
+      modulesRoot: ROOT,
+      compatibilityDate: COMPATIBILITY_DATE,
+      bindings: { OPENAI_API_KEY: 'sk-do-not-show', ROUTING: 'autoscale', AUTOSCALE_IDLE_RETIRE_S: 'soon' },
+      durableObjects: { CONTAINER: { className: 'TranscriberContainer', useSQLite: true } },
+    });
+    try {
+      const response = await bad.dispatchFetch('http://worker/health');
+      const text = await response.text();
+      expect(response.status).toBe(500);
+      expect(text).toContain('AUTOSCALE_IDLE_RETIRE_S: must be a whole number');
+      await bad.setOptions({
+        modules: await bundleWorker('src/runtime/workerd.ts'),
+        modulesRoot: ROOT,
+        compatibilityDate: COMPATIBILITY_DATE,
+        bindings: { OPENAI_API_KEY: 'sk-do-not-show', ROUTING: 'autoscale' },
+        durableObjects: { CONTAINER: { className: 'TranscriberContainer', useSQLite: true } },
+      });
+      const again = await bad.dispatchFetch('http://worker/transcribe');
+      expect(again.status).toBe(500);
+      expect(await again.text()).toContain('ROUTING: autoscale needs the COORDINATOR Durable Object binding (class ContainerCoordinator)');
+      expect(text).not.toContain('sk-do-not-show');
+    } finally {
+      await bad.dispose();
+    }
+  });
+});
