@@ -56,6 +56,8 @@ describe.skipIf(!haproxyInstalled)('HAProxy in front of two proxy processes (dep
       OPENAI_BASE_URL: fake.baseUrl,
       FORCE_COMMIT_TIMEOUT: '0.5',
       PROVIDER_QUEUE_MS: '60000',
+      // Room for the slow final below: the drain must outlast HAProxy's checks.
+      DRAIN_TIMEOUT_MS: '30000',
       LOG_LEVEL: 'info',
     };
     [processes.proxy1, processes.proxy2] = await Promise.all([ENTRIES.node(env), ENTRIES.node(env)]);
@@ -79,7 +81,11 @@ describe.skipIf(!haproxyInstalled)('HAProxy in front of two proxy processes (dep
   }, 60_000);
 
   afterAll(async () => {
-    haproxy?.kill('SIGTERM');
+    if (haproxy && haproxy.exitCode === null) {
+      const gone = new Promise((resolve) => haproxy.once('exit', resolve));
+      haproxy.kill('SIGTERM');
+      await gone;
+    }
     for (const entry of Object.values(processes)) entry.signal('SIGTERM');
     await Promise.all(Object.values(processes).map((e) => e.exited));
     await fake?.close();
@@ -111,11 +117,12 @@ describe.skipIf(!haproxyInstalled)('HAProxy in front of two proxy processes (dep
     expect(opened(victim, 'proxy1')).toBe(3);
 
     // One more utterance, whose final the provider is slow to give: the drain waits for it,
-    // long enough for HAProxy's checks (every 2 s, down after 2) to see /health say "draining".
+    // long enough for HAProxy's checks (every 2 s, down after 2: 4-6 s) to see /health say
+    // "draining". A real-time bound, so a generous one: 12 s, for a shared, loaded machine.
     const finals = client.finals().length;
     const appends = () => fake.connections.reduce((n, c) => n + c.appends, 0);
     const before = appends();
-    fake.faults = { answerDelayMs: 8_000 };
+    fake.faults = { answerDelayMs: 12_000 };
     const second = readCapture().slice(firstHalf().length);
     await replayJvb(client, { pace: 'fast', records: second });
     await until(() => appends() >= before + second.filter((r) => r.data.includes('"media"')).length - 4, 'the audio at the provider');
