@@ -5,3 +5,4 @@
  */
 export { default } from './workerd/worker.ts';
 export { TranscriberContainer } from './workerd/container.ts';
+export { ContainerCoordinator } from './workerd/coordinator.ts';

@@ -59,6 +59,7 @@ describe('loadContainerSettings', () => {
       sleepAfterSeconds: 600,
       keepAliveMs: 60_000,
       urlOverride: undefined,
+      routing: { mode: 'session' },
     });
     expect(loadContainerSettings({ CONTAINER_SLEEP_AFTER: '2s' }).settings).toMatchObject({ sleepAfterSeconds: 2, keepAliveMs: 500 });
     expect(loadContainerSettings({}).settings).toMatchObject({ sleepAfterSeconds: 300 });
@@ -68,6 +69,31 @@ describe('loadContainerSettings', () => {
     expect(loadContainerSettings({ CONTAINER_SLEEP_AFTER: 'soon', CONTAINER_URL_OVERRIDE: 'ws://x' }).errors).toEqual([
       'CONTAINER_SLEEP_AFTER: must be a duration such as 90s, 5m or 1h',
       'CONTAINER_URL_OVERRIDE: must be an http:// or https:// URL, e.g. http://127.0.0.1:8080',
+    ]);
+  });
+
+  it('reads the routing mode and its limits', () => {
+    expect(loadContainerSettings({ ROUTING: 'pool', POOL_SIZE: '5' }).settings?.routing).toEqual({ mode: 'pool', size: 5 });
+    expect(loadContainerSettings({ ROUTING: 'pool' }).settings?.routing).toEqual({ mode: 'pool', size: 3 });
+    expect(
+      loadContainerSettings({
+        ROUTING: 'autoscale',
+        AUTOSCALE_MAX_SESSIONS_PER_CONTAINER: '8',
+        AUTOSCALE_MIN_WARM: '0',
+        AUTOSCALE_MAX_CONTAINERS: '20',
+        AUTOSCALE_IDLE_RETIRE_S: '60',
+      }).settings?.routing,
+    ).toEqual({ mode: 'autoscale', limits: { maxSessionsPerContainer: 8, minWarm: 0, maxContainers: 20, idleRetireMs: 60_000 } });
+  });
+
+  it('lists bad routing values by name', () => {
+    expect(loadContainerSettings({ ROUTING: 'round-robin', POOL_SIZE: '0', AUTOSCALE_MAX_SESSIONS_PER_CONTAINER: 'many' }).errors).toEqual([
+      'ROUTING: must be session, pool, autoscale',
+      'POOL_SIZE: must be at least 1',
+      'AUTOSCALE_MAX_SESSIONS_PER_CONTAINER: must be a whole number',
+    ]);
+    expect(loadContainerSettings({ ROUTING: 'autoscale', AUTOSCALE_MIN_WARM: '4', AUTOSCALE_MAX_CONTAINERS: '2' }).errors).toEqual([
+      'AUTOSCALE_MIN_WARM: must be at most AUTOSCALE_MAX_CONTAINERS (2)',
     ]);
   });
 });

@@ -72,6 +72,7 @@ function setup(options: { params?: Partial<TranscribeParams>; backlogBytes?: num
   const toTranscriber: (string | Uint8Array)[] = [];
   const delivered: TranscriptionResult[] = [];
   let renewals = 0;
+  let finished = 0;
   let handlers: SocketHandlers | undefined;
   let link: { resolve: (s: OutboundSocket) => void; reject: (e: Error) => void } | undefined;
   const upstream: OutboundSocket & { closed?: number } = {
@@ -99,6 +100,7 @@ function setup(options: { params?: Partial<TranscribeParams>; backlogBytes?: num
       keepAlive: { everyMs: 1_000, renew: async () => void renewals++ },
       backlogBytes: options.backlogBytes ?? 1 << 20,
       drainMs: 4_000,
+      finished: async () => void finished++,
     },
   );
   return {
@@ -111,6 +113,7 @@ function setup(options: { params?: Partial<TranscribeParams>; backlogBytes?: num
     delivered,
     upstream,
     renewals: () => renewals,
+    finished: () => finished,
     fromTranscriber: (text: string) => handlers!.message(text),
     transcriberCloses: (code: number, reason = '') => handlers!.close(code, reason),
     linked: async () => {
@@ -231,5 +234,25 @@ describe('relay', () => {
     s.clock.advance(4_000);
     await closed;
     expect(s.upstream.closed).toBe(1000);
+  });
+
+  it('says once that the session is over, however it ends: the router frees its place', async () => {
+    const left = setup();
+    await left.linked();
+    await left.relay.close();
+    await left.relay.close();
+    expect(left.finished()).toBe(1);
+
+    const lost = setup();
+    await lost.linked();
+    lost.transcriberCloses(1006);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(lost.client.closed?.code).toBe(1012);
+    expect(lost.finished()).toBe(1);
+
+    const never = setup();
+    await never.unavailable();
+    expect(never.client.closed?.code).toBe(1013);
+    expect(never.finished()).toBe(1);
   });
 });

@@ -12,6 +12,8 @@ import WebSocket, { WebSocketServer } from 'ws';
 export interface TappedSession {
   /** The path and query the Worker asked the container for. */
   url: string;
+  /** The container instance it came through (its x-transcriber-instance header). */
+  instance: string | undefined;
   /** Frames the container received, as sent. */
   toContainer: string[];
   /** Frames the container sent, as sent. */
@@ -64,7 +66,8 @@ export class Tap {
 
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const upstream = new WebSocket(`ws://127.0.0.1:${this.targetPort}${req.url ?? '/'}`);
-    const tapped: TappedSession = { url: req.url ?? '/', toContainer: [], fromContainer: [] };
+    const named = req.headers['x-transcriber-instance'];
+    const tapped: TappedSession = { url: req.url ?? '/', instance: typeof named === 'string' ? named : undefined, toContainer: [], fromContainer: [] };
     // The container's first frames may arrive before the Worker's side is accepted.
     const early: string[] = [];
     let worker: WebSocket | undefined;

@@ -46,9 +46,15 @@ describe('wrangler-container.jsonc', () => {
     expect(config.containers).toEqual([
       expect.objectContaining({ class_name: 'TranscriberContainer', image: join(ROOT, 'Dockerfile'), max_instances: 10 }),
     ]);
-    expect(config.durable_objects.bindings).toEqual([{ name: 'CONTAINER', class_name: 'TranscriberContainer' }]);
-    expect(config.migrations).toEqual([expect.objectContaining({ new_sqlite_classes: ['TranscriberContainer'] })]);
-    expect(config.vars).toMatchObject({ USE_DISPATCHER: 'false' });
+    expect(config.durable_objects.bindings).toEqual([
+      { name: 'CONTAINER', class_name: 'TranscriberContainer' },
+      { name: 'COORDINATOR', class_name: 'ContainerCoordinator' },
+    ]);
+    expect(config.migrations).toEqual([
+      expect.objectContaining({ new_sqlite_classes: ['TranscriberContainer'] }),
+      expect.objectContaining({ new_sqlite_classes: ['ContainerCoordinator'] }),
+    ]);
+    expect(config.vars).toMatchObject({ USE_DISPATCHER: 'false', ROUTING: 'session' });
     expect(config.observability).toMatchObject({ enabled: true });
     expect(config.dev.enable_containers).toBe(false);
     // From 2026-04-07 workerd answers close frames itself; the tests run the same date.
@@ -63,7 +69,7 @@ describe('wrangler-container.jsonc', () => {
       .join('\n')
       .replace('"USE_DISPATCHER": "false"', '"USE_DISPATCHER": "true"');
     const config = unstable_readConfig({ config: writeVariant(rawConfig(text)) });
-    expect(config.durable_objects.bindings.map((b: { name: string }) => b.name)).toEqual(['CONTAINER', 'DISPATCHER_DO']);
+    expect(config.durable_objects.bindings.map((b: { name: string }) => b.name)).toEqual(['CONTAINER', 'COORDINATOR', 'DISPATCHER_DO']);
     expect(config.queues.producers?.map((q: { binding: string }) => q.binding)).toEqual(['TRANSCRIPTION_QUEUE']);
     expect(config.services?.map((s: { binding: string }) => s.binding)).toEqual(['TRANSCRIPTION_DISPATCHER']);
   });
@@ -81,6 +87,7 @@ describe('wrangler deploy --dry-run', () => {
     });
     expect(run.status, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toContain('env.CONTAINER (TranscriberContainer)');
+    expect(run.stdout).toContain('env.COORDINATOR (ContainerCoordinator)');
 
     const files = readdirSync(outdir);
     const wasm = files.filter((f) => f.endsWith('.wasm'));
@@ -90,5 +97,6 @@ describe('wrangler deploy --dry-run', () => {
     // Imported as a module (compiled at deploy time), not inlined.
     expect(bundle).toContain(`./${wasm[0]}`);
     expect(bundle).toMatch(/export\s*\{[^}]*\bTranscriberContainer\b/);
+    expect(bundle).toMatch(/export\s*\{[^}]*\bContainerCoordinator\b/);
   });
 });

@@ -7,6 +7,7 @@ import { SessionShell } from '../../session/shell.ts';
 import { withDeadline, type Timers } from '../../util/timers.ts';
 import type { ContainerReport, TranscriberContainer } from './container.ts';
 import { acceptWebSocket } from './connector.ts';
+import type { ContainerRoute, ContainerRouter } from './container-router.ts';
 import { RelaySession, transcriberQuery } from './relay.ts';
 
 export type ContainerNamespace = DurableObjectNamespace<TranscriberContainer>;
@@ -17,11 +18,10 @@ export type ContainerNamespace = DurableObjectNamespace<TranscriberContainer>;
  */
 const CONNECT_TIMEOUT_MS = 45_000;
 
-/** The instance /health starts and asks when no sessionId is given; no sessionId can take this name. */
-export const HEALTH_INSTANCE = '#health';
-
 export interface ContainerSessionsOptions {
   namespace: ContainerNamespace;
+  /** Which instance each session's socket goes to (ROUTING). */
+  router: ContainerRouter;
   /** The providers a session may name (the containers get the same keys): validated here, built there. */
   providers: readonly string[];
   log: Logger;
@@ -34,8 +34,9 @@ export interface ContainerSessionsOptions {
 }
 
 /**
- * Sessions relayed to their container: one instance per sessionId, so a reconnect finds
- * the same one. A session without a sessionId gets an instance of its own.
+ * Sessions relayed to the container their router picks: every socket of a live session to
+ * the same instance, so a reconnect finds its state. A session without a sessionId is a
+ * session of its own.
  */
 export function containerSessions(o: ContainerSessionsOptions): SessionFactory {
   return {
@@ -44,16 +45,39 @@ export function containerSessions(o: ContainerSessionsOptions): SessionFactory {
     problems: () => [],
     async prepare() {},
     open(params, client, sinks) {
-      const instance = params.sessionId ?? `anonymous-${crypto.randomUUID()}`;
-      const stub = getContainer(o.namespace, instance);
+      const key = params.sessionId ?? `anonymous-${crypto.randomUUID()}`;
       const url = `http://container/transcribe?${transcriberQuery(params)}`;
-      const shell = new SessionShell(params, client, { log: o.log.child({ container: stub.id.toString() }), metrics: o.metrics });
+      const shell = new SessionShell(params, client, { log: o.log, metrics: o.metrics });
+      let route: ContainerRoute | undefined;
+      let ended = false;
+      let keepAlive: (() => Promise<void>) | undefined;
+      const release = (r: ContainerRoute) =>
+        r.release().catch((error: unknown) => shell.log.warn('could not tell the router the session ended', { instance: r.instance, error }));
       return new RelaySession(shell, sinks, o, {
-        connect: (handlers) => connectContainer(stub, url, handlers, o.timers),
-        keepAlive: { everyMs: o.keepAliveMs, renew: () => stub.keepAlive() },
+        connect: async (handlers) => {
+          let placed: ContainerRoute;
+          try {
+            placed = await o.router.route(key);
+          } catch (error) {
+            throw new ConnectError(`no container could be chosen: ${error instanceof Error ? error.message : String(error)}`);
+          }
+          // The client left while the router answered: its place is given back at once (the
+          // relay closes the socket it gets, as for any client gone during the connect).
+          if (ended) o.waitUntil(release(placed));
+          else route = placed;
+          const stub = getContainer(o.namespace, placed.instance);
+          keepAlive = () => stub.keepAlive();
+          shell.log.info('session routed', { instance: placed.instance });
+          return connectContainer(stub, url, handlers, o.timers);
+        },
+        keepAlive: { everyMs: o.keepAliveMs, renew: async () => void (await Promise.all([keepAlive?.(), route?.renew()])) },
         backlogBytes: o.backlogBytes,
         drainMs: o.drainMs,
         waitUntil: o.waitUntil,
+        finished: async () => {
+          ended = true;
+          if (route) await release(route);
+        },
       });
     },
   };

@@ -5,7 +5,8 @@
  */
 import * as v from 'valibot';
 import { PROVIDERS } from '../../providers/registry.ts';
-import { parseEnvWith, urlString } from '../../util/env-schema.ts';
+import { envInt, parseEnvWith, urlString } from '../../util/env-schema.ts';
+import type { AutoscaleLimits } from './routing/autoscale.ts';
 
 /**
  * The Worker's string variables: a Worker's env mixes them with bindings (Durable Object
@@ -55,6 +56,18 @@ export function containerEnvVars(vars: Readonly<Record<string, string>>): Record
   return env;
 }
 
+/**
+ * How sessions are spread over containers (README, "Routing sessions to containers"):
+ * one container per sessionId, a fixed pool chosen by hashing the sessionId, or as many
+ * containers as the load needs, placed by the coordinator Durable Object.
+ */
+export type Routing =
+  | { mode: 'session' }
+  | { mode: 'pool'; size: number }
+  | { mode: 'autoscale'; limits: Omit<AutoscaleLimits, 'leaseMs'> };
+
+export const ROUTING_MODES = ['session', 'pool', 'autoscale'] as const;
+
 export interface ContainerSettings {
   /** Idle time after which the container is stopped (the Container class's sleepAfter). */
   sleepAfterSeconds: number;
@@ -65,7 +78,14 @@ export interface ContainerSettings {
    * reaches the server at this URL instead (see container-override.ts).
    */
   urlOverride: string | undefined;
+  routing: Routing;
 }
+
+/**
+ * How long the coordinator keeps a socket its Worker stopped renewing: several renewals
+ * (keepAliveMs apart) may be lost before a live session is forgotten.
+ */
+export const leaseMs = (keepAliveMs: number): number => Math.max(30_000, keepAliveMs * 3);
 
 const DURATION = /^(\d+)([smh]?)$/;
 const UNIT_SECONDS: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600 };
@@ -85,12 +105,40 @@ const Settings = v.object({
     '5m',
   ),
   CONTAINER_URL_OVERRIDE: v.optional(urlString(['http:', 'https:'], 'must be an http:// or https:// URL, e.g. http://127.0.0.1:8080')),
+  ROUTING: v.optional(v.pipe(v.string(), v.trim(), v.picklist(ROUTING_MODES, `must be ${ROUTING_MODES.join(', ')}`)), 'session'),
+  POOL_SIZE: envInt(3, 1, 1000),
+  AUTOSCALE_MAX_SESSIONS_PER_CONTAINER: envInt(4, 1, 10_000),
+  AUTOSCALE_MIN_WARM: envInt(1, 0, 1000),
+  AUTOSCALE_MAX_CONTAINERS: envInt(10, 1, 1000),
+  AUTOSCALE_IDLE_RETIRE_S: envInt(300, 1, 86_400),
 });
 
-/** Reads CONTAINER_SLEEP_AFTER and CONTAINER_URL_OVERRIDE; every problem is listed as `NAME: message`. */
+function routingOf(output: v.InferOutput<typeof Settings>): Routing {
+  switch (output.ROUTING) {
+    case 'session':
+      return { mode: 'session' };
+    case 'pool':
+      return { mode: 'pool', size: output.POOL_SIZE };
+    case 'autoscale':
+      return {
+        mode: 'autoscale',
+        limits: {
+          maxSessionsPerContainer: output.AUTOSCALE_MAX_SESSIONS_PER_CONTAINER,
+          minWarm: output.AUTOSCALE_MIN_WARM,
+          maxContainers: output.AUTOSCALE_MAX_CONTAINERS,
+          idleRetireMs: output.AUTOSCALE_IDLE_RETIRE_S * 1000,
+        },
+      };
+  }
+}
+
+/** Reads CONTAINER_SLEEP_AFTER, CONTAINER_URL_OVERRIDE and the routing; every problem is listed as `NAME: message`. */
 export function loadContainerSettings(vars: Readonly<Record<string, string>>): { settings?: ContainerSettings; errors: string[] } {
   const { output, errors } = parseEnvWith(Settings, vars);
   if (!output) return { errors };
+  if (output.ROUTING === 'autoscale' && output.AUTOSCALE_MIN_WARM > output.AUTOSCALE_MAX_CONTAINERS) {
+    return { errors: [`AUTOSCALE_MIN_WARM: must be at most AUTOSCALE_MAX_CONTAINERS (${output.AUTOSCALE_MAX_CONTAINERS})`] };
+  }
   const sleepAfterMs = output.CONTAINER_SLEEP_AFTER * 1000;
   return {
     errors,
@@ -99,6 +147,7 @@ export function loadContainerSettings(vars: Readonly<Record<string, string>>): {
       // Several renewals fit in one idle period, so a late or failed one costs nothing.
       keepAliveMs: Math.max(250, Math.min(60_000, Math.floor(sleepAfterMs / 4))),
       urlOverride: output.CONTAINER_URL_OVERRIDE,
+      routing: routingOf(output),
     },
   };
 }

@@ -9,7 +9,7 @@ export type HealthFields = Record<string, string | number | boolean | null | str
 
 /** What the Worker's /health reports about one container instance. */
 export interface ContainerReport {
-  /** The Durable Object id of the instance (one per sessionId). */
+  /** The Durable Object id of the instance. */
   id: string;
   state: State['status'];
   /** Whether the server in the container answered its /health. */
@@ -21,6 +21,11 @@ export interface ContainerReport {
   env: string[];
 }
 
+/** The header that names, to the server, the container instance a request came through. */
+export const INSTANCE_HEADER = 'x-transcriber-instance';
+
+export const POOL_PREFIX = 'pool-';
+
 const LEVELS: readonly string[] = ['debug', 'info', 'warn', 'error'];
 
 /**
@@ -31,6 +36,8 @@ const LEVELS: readonly string[] = ['debug', 'info', 'warn', 'error'];
 export class TranscriberContainer extends Container<Record<string, unknown>> {
   private readonly log: Logger;
   private readonly forwarded: string[];
+  /** The name the instance was reached by (idFromName), else its id. */
+  private readonly instance: string;
 
   constructor(ctx: DurableObject['ctx'], env: Record<string, unknown>) {
     const vars = workerVars(env);
@@ -42,6 +49,7 @@ export class TranscriberContainer extends Container<Record<string, unknown>> {
     const level = vars.LOG_LEVEL !== undefined && LEVELS.includes(vars.LOG_LEVEL) ? (vars.LOG_LEVEL as LogLevel) : 'info';
     this.log = createLogger(level).child({ container: ctx.id.toString() });
     this.forwarded = Object.keys(envVars).sort();
+    this.instance = ctx.id.name ?? ctx.id.toString();
     if (settings.urlOverride !== undefined) this.log.debug('reaching the server at CONTAINER_URL_OVERRIDE', { url: settings.urlOverride });
   }
 
@@ -51,6 +59,30 @@ export class TranscriberContainer extends Container<Record<string, unknown>> {
    */
   keepAlive(): void {
     this.renewActivityTimeout();
+  }
+
+  /**
+   * Starts the container if it is not running and renews its idle timer: the autoscale
+   * coordinator keeps its containers warm while they wait for sessions.
+   */
+  async warm(): Promise<void> {
+    if (!this.ctx.container?.running) await this.startAndWaitForPorts();
+    this.renewActivityTimeout();
+  }
+
+  /** Stops the container: the coordinator retires it (it carries no session). */
+  async retire(): Promise<void> {
+    if (this.ctx.container?.running) await this.stop();
+  }
+
+  /**
+   * Requests reach the server with this instance's name (`pool-3`, `auto-0`, a sessionId),
+   * so its logs and the tests can tell which container a session landed on.
+   */
+  override async fetch(request: Request): Promise<Response> {
+    const named = new Request(request);
+    named.headers.set(INSTANCE_HEADER, this.instance);
+    return super.fetch(named);
   }
 
   /** The instance's state and its server's /health; the container is started first only if `start`. */
@@ -92,6 +124,8 @@ export class TranscriberContainer extends Container<Record<string, unknown>> {
 
   override async onActivityExpired(): Promise<void> {
     if (!this.ctx.container?.running) return;
+    // A pool member stays up for the sessions hashed to it: a cold start is what ROUTING=pool avoids.
+    if (this.instance.startsWith(POOL_PREFIX)) return;
     this.log.info('container idle; stopping it');
     await this.stop();
   }

@@ -31,6 +31,8 @@ export interface RelayOptions {
   drainMs: number;
   /** Keeps the runtime alive for that drain (workerd's waitUntil). */
   waitUntil?: (promise: Promise<unknown>) => void;
+  /** The session is over on this side (the router frees its place). */
+  finished?: () => Promise<void>;
 }
 
 /**
@@ -204,7 +206,7 @@ export class RelaySession implements SessionHandle {
     else this.upstream?.close(1000, 'client closed');
     this.stopKeepAlive();
     this.backlog = [];
-    await Promise.all(this.sinks.map((s) => s.close()));
+    await Promise.all([...this.sinks.map((s) => s.close()), this.o.finished?.()]);
     this.shell.closed({ tags: this.tags.size });
   }
 

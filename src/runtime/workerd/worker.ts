@@ -3,7 +3,8 @@
  *
  * The app is the same as on Node (routes, query validation, refusals, `info` first,
  * /metrics), but each session is relayed to a container chosen by its sessionId, which
- * runs the Node server image. Transcripts come back unchanged; the Worker applies the
+ * runs the Node server image (ROUTING: one per session, a hashed pool, or autoscaled
+ * containers placed by ContainerCoordinator). Transcripts come back unchanged; the Worker applies the
  * client's sendBack flags and dispatches finals through the Cloudflare bindings
  * (DISPATCHER_DO, TRANSCRIPTION_QUEUE, TRANSCRIPTION_DISPATCHER). /health answers here and
  * says whether a container answers.
@@ -22,13 +23,16 @@ import type { SinkFactory } from '../../session/ports.ts';
 import { BOOLEAN_VALUES, parseBoolean } from '../../util/bool.ts';
 import { systemTimers } from '../../util/timers.ts';
 import { createWorkerdApp } from './app.ts';
-import { containerSessions, HEALTH_INSTANCE, inspectContainer, type ContainerNamespace } from './container-sessions.ts';
+import { containerRouter, warmContainers, type ContainerRouter, type CoordinatorNamespace } from './container-router.ts';
+import { containerSessions, inspectContainer, type ContainerNamespace } from './container-sessions.ts';
 import { loadContainerSettings, workerVars, type ContainerSettings } from './container-settings.ts';
 import { cloudflareDispatcherSinks, hasDispatcherBinding, type CloudflareDispatcherBindings } from './dispatcher.ts';
 
 export type Env = CloudflareDispatcherBindings & {
-  /** The TranscriberContainer Durable Object namespace (one instance per sessionId). */
+  /** The TranscriberContainer Durable Object namespace (an instance per sessionId, pool member or autoscaled container). */
   CONTAINER?: ContainerNamespace;
+  /** ROUTING=autoscale: the ContainerCoordinator Durable Object namespace. */
+  COORDINATOR?: CoordinatorNamespace;
   /** Variables and secrets (strings), alongside the bindings. */
   [name: string]: unknown;
 };
@@ -73,6 +77,9 @@ function build(env: Env): Built {
   }
   const container = inWorker ? undefined : loadContainerSettings(vars);
   if (container) errors.push(...container.errors);
+  if (container?.settings?.routing.mode === 'autoscale' && env.COORDINATOR === undefined) {
+    errors.push('ROUTING: autoscale needs the COORDINATOR Durable Object binding (class ContainerCoordinator)');
+  }
   if (!loaded.ok || errors.length) {
     console.error(JSON.stringify({ level: 'error', msg: 'invalid configuration', errors }));
     return { errors };
@@ -99,6 +106,7 @@ function frontApp(
   sinks: SinkFactory,
 ): Hono {
   const timers = systemTimers;
+  const router = containerRouter(settings.routing, { coordinator: env.COORDINATOR, lingerMs: config.resumeGraceMs });
   const sessions = createWorkerdApp({
     config,
     log,
@@ -107,6 +115,7 @@ function frontApp(
     dispatcherAvailable: hasDispatcherBinding(env),
     sessions: containerSessions({
       namespace,
+      router,
       providers: config.providers.map((p) => p.name),
       log,
       metrics,
@@ -121,12 +130,29 @@ function frontApp(
   });
 
   const app = new Hono();
+  // The pool's containers are started by the first request an isolate serves, not by the
+  // first session hashed to each.
+  let warming: Promise<void> | undefined;
+  if (router.warm.length) {
+    app.use(async (_c, next) => {
+      warming ??= warmContainers(namespace, router.warm).catch((error: unknown) => {
+        warming = undefined;
+        log.warn('could not start the pool', { error });
+      });
+      waitUntil(warming);
+      await next();
+    });
+  }
   app.get('/health', async (c) => {
     const own = (await (await sessions.request('/health')).json()) as Record<string, unknown>;
     const sessionId = c.req.query('sessionId');
+    const routing = await describeRouting(router);
     // A session's instance is looked at, not woken; the probe instance is started if asleep.
-    const instance = sessionId ?? HEALTH_INSTANCE;
-    const report = await inspectContainer(namespace, instance, sessionId === undefined, HEALTH_TIMEOUT_MS, timers);
+    const instance = sessionId === undefined ? router.probe : await router.locate(sessionId).catch(() => undefined);
+    const report =
+      instance === undefined
+        ? { answers: false as const, error: 'no live socket of this session' }
+        : await inspectContainer(namespace, instance, sessionId === undefined, HEALTH_TIMEOUT_MS, timers);
     // The Worker's own reasons (no provider key), then, for the probe, the container's: the
     // containers do the transcribing, so their providers' health is the service's.
     const reasons = Array.isArray(own.reasons) ? own.reasons.map(String) : [];
@@ -136,11 +162,12 @@ function frontApp(
         const theirs = Array.isArray(report.health?.reasons) ? report.health.reasons : ['not ok'];
         reasons.push(...theirs.map((r) => `container: ${r}`));
       }
+      if ('error' in routing) reasons.push(`routing: ${String(routing.error)}`);
     }
     const { reasons: _own, status: _status, ...fields } = own;
-    const container = { instance, ...report };
-    if (reasons.length) return c.json({ status: 'degraded', reasons, ...fields, container }, 503);
-    return c.json({ status: 'ok', ...fields, container });
+    const container = { instance: instance ?? null, ...report };
+    if (reasons.length) return c.json({ status: 'degraded', reasons, ...fields, routing, container }, 503);
+    return c.json({ status: 'ok', ...fields, routing, container });
   });
   app.route('/', sessions);
   if (settings.urlOverride !== undefined) {
@@ -150,8 +177,18 @@ function frontApp(
     providers: config.providers.map((p) => p.name),
     dispatcher: hasDispatcherBinding(env),
     sleepAfterSeconds: settings.sleepAfterSeconds,
+    routing: settings.routing,
   });
   return app;
+}
+
+/** The routing as /health shows it; a coordinator that does not answer is a reason for 503. */
+async function describeRouting(router: ContainerRouter): Promise<Record<string, unknown>> {
+  try {
+    return await router.describe();
+  } catch (error) {
+    return { error: error instanceof Error ? error.message : String(error) };
+  }
 }
 
 export default {
