@@ -2,6 +2,7 @@ import * as v from 'valibot';
 import type { LogLevel } from './log.ts';
 import type { ProviderDeps, Provider, ProviderModule } from './providers/provider.ts';
 import { toWebSocketScheme } from './net.ts';
+import { loadAuthConfig, type AuthConfig } from './auth/config.ts';
 import { envBool, envInt, envJson, envNumber, envString, parseEnvWith, urlString } from './util/env-schema.ts';
 
 const Env = v.object({
@@ -55,6 +56,8 @@ export interface Config {
   drainTimeoutMs: number;
   /** How long a session outlives its client's socket, for a client that reconnects with its sessionId (0: never). */
   resumeGraceMs: number;
+  /** Who may open /transcribe (AUTH_*). */
+  auth: AuthConfig;
   /** Configured providers in priority order, ready to be built with the runtime's deps. */
   providers: { name: string; create: (deps: ProviderDeps) => Provider }[];
   /** The variable to set when no provider is configured. */
@@ -140,6 +143,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
   const { output, errors } = parseEnvWith(Env, env);
   const dispatcher = loadDispatcherConfig(env);
   errors.push(...dispatcher.errors);
+  const auth = loadAuthConfig(env);
+  errors.push(...auth.errors);
   const loaded = modules.map((m) => ({ module: m, ...m.load(env) }));
   for (const l of loaded) errors.push(...l.errors);
 
@@ -152,7 +157,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
   for (const name of priority) {
     if (!known.has(name)) errors.push(`PROVIDERS_PRIORITY: unknown provider "${name}" (known: ${[...known].join(', ')})`);
   }
-  if (errors.length || !output || !dispatcher.config) return { ok: false, errors };
+  if (errors.length || !output || !dispatcher.config || !auth.config) return { ok: false, errors };
 
   // Providers named in the priority list come first, in its order; any others follow.
   const rank = (name: string) => {
@@ -183,6 +188,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
       maxSessionBufferBytes: Math.round(output.MAX_SESSION_BUFFER_MB * (1 << 20)),
       drainTimeoutMs: output.DRAIN_TIMEOUT_MS,
       resumeGraceMs: output.RESUME_GRACE_MS,
+      auth: auth.config,
       providers,
       missingProviderHint: modules.map((m) => m.keyVariable).join(' or '),
       knownProviders: modules.map((m) => ({ name: m.name, keyVariable: m.keyVariable })),

@@ -158,6 +158,10 @@ export function createMetrics() {
     ),
     dispatcherDelivered: registry.counter('transcriber_dispatcher_delivered_total', 'Finals handed to the dispatcher, by transport'),
     dispatcherErrors: registry.counter('transcriber_dispatcher_errors_total', 'Dispatcher failures, by transport'),
+    authRefused: registry.counter(
+      'transcriber_auth_refused_total',
+      'Requests to /transcribe refused by AUTH_MODE before the upgrade, by reason (missing_token, bad_token, expired, wrong_audience, wrong_session…)',
+    ),
     relayErrors: registry.counter(
       'transcriber_relay_errors_total',
       'Sessions whose remote transcriber (the Worker\'s container) was unavailable or lost, by reason',

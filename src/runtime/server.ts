@@ -63,6 +63,8 @@ export interface ServerAdapter<W extends InboundWebSockets = InboundWebSockets> 
   readonly codec: () => Promise<OpusCodec>;
   /** Upgrades for one server; frames above `maxPayload` bytes close the socket (1009). */
   webSockets(options: { maxPayload: number }): W;
+  /** Reads a settings file (AUTH_JWT_PUBLIC_KEY_FILE); the core reads no files. */
+  readTextFile(path: string): string;
   /** Serves `app` (whose upgrades are `sockets`'); a listen failure rejects with `listenFailure`'s one line. */
   listen(app: Hono, sockets: W, at: { host: string; port: number }, log: Logger): Promise<Listening>;
 }
@@ -164,7 +166,7 @@ export async function main(start: () => Promise<RunningServer>, proc: Process): 
  * free port; the `listening` log line carries the real one, for launchers to read.
  */
 export async function startServer<W extends InboundWebSockets>(adapter: ServerAdapter<W>, options: ServerOptions): Promise<RunningServer> {
-  const config = loadServerConfig(options.env);
+  const config = loadServerConfig(withFileSettings(options.env, adapter.readTextFile));
   await preloadCodec(adapter.codec);
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
@@ -222,9 +224,29 @@ function loadServerConfig(env: ServerOptions['env']): Config {
   return result.config;
 }
 
+/**
+ * The environment with AUTH_JWT_PUBLIC_KEY_FILE read into AUTH_JWT_PUBLIC_KEY, so the core's
+ * config sees the key's text (and the Worker, which has no files, can be given it directly).
+ */
+function withFileSettings(env: ServerOptions['env'], read: (path: string) => string): ServerOptions['env'] {
+  const path = env.AUTH_JWT_PUBLIC_KEY_FILE?.trim();
+  if (!path) return env;
+  if (env.AUTH_JWT_PUBLIC_KEY?.trim()) {
+    throw new ConfigError(['AUTH_JWT_PUBLIC_KEY_FILE: set it or AUTH_JWT_PUBLIC_KEY, not both']);
+  }
+  let pem: string;
+  try {
+    pem = read(path);
+  } catch (error) {
+    throw new ConfigError([`AUTH_JWT_PUBLIC_KEY_FILE: cannot read ${path}: ${error instanceof Error ? error.message : String(error)}`]);
+  }
+  const { AUTH_JWT_PUBLIC_KEY_FILE: _file, ...rest } = env;
+  return { ...rest, AUTH_JWT_PUBLIC_KEY: pem };
+}
+
 /** What a server entry logs once it listens (scripts and tests wait for `listening`). */
 function logListening(log: Logger, config: Config, port: number): void {
-  log.info('listening', { host: config.host, port, providers: config.providers.map((p) => p.name) });
+  log.info('listening', { host: config.host, port, providers: config.providers.map((p) => p.name), auth: config.auth.mode });
   if (config.providers.length === 0) {
     log.warn(`no provider configured: /transcribe answers 503 until ${config.missingProviderHint} is set`);
   }
