@@ -38,6 +38,41 @@ export class Counter implements Metric {
   }
 }
 
+/** One series of a CellCounter, added to in place. */
+export interface CounterCell {
+  value: number;
+}
+
+/**
+ * A counter whose series are cells the caller keeps and adds to directly: for figures
+ * counted per audio frame, where a label lookup per increment would cost more than the count.
+ */
+export class CellCounter implements Metric {
+  private readonly cells = new Map<string, CounterCell>();
+  constructor(readonly name: string, readonly help: string) {}
+
+  cell(labels?: Labels): CounterCell {
+    const key = labelKey(labels);
+    let cell = this.cells.get(key);
+    if (!cell) {
+      cell = { value: 0 };
+      this.cells.set(key, cell);
+    }
+    return cell;
+  }
+
+  get(labels?: Labels): number {
+    return this.cells.get(labelKey(labels))?.value ?? 0;
+  }
+
+  render(): string {
+    let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} counter\n`;
+    if (this.cells.size === 0) out += `${this.name} 0\n`;
+    for (const [k, c] of this.cells) out += `${this.name}${k} ${c.value}\n`;
+    return out;
+  }
+}
+
 /** A gauge whose value is read when scraped, so nothing on the hot path keeps it current. */
 export class Gauge implements Metric {
   constructor(readonly name: string, readonly help: string, private readonly read: () => number) {}
@@ -85,6 +120,9 @@ export class Registry {
 
   counter(name: string, help: string): Counter {
     return this.add(new Counter(name, help));
+  }
+  cellCounter(name: string, help: string): CellCounter {
+    return this.add(new CellCounter(name, help));
   }
   gauge(name: string, help: string, read: () => number): Gauge {
     return this.add(new Gauge(name, help, read));
@@ -151,6 +189,15 @@ export function createMetrics() {
       'Audio sent again on a new provider connection because the previous one died before its final, by provider and reason',
     ),
     transcripts: registry.counter('transcriber_transcripts_total', 'Transcripts produced, by provider and kind'),
+    audioReceivedSeconds: registry.cellCounter(
+      'transcriber_audio_received_seconds_total',
+      'Seconds of audio handed to a provider stream (decoded, concealed or passed through), by provider',
+    ),
+    audioSentSeconds: registry.cellCounter(
+      'transcriber_audio_sent_seconds_total',
+      'Seconds of audio sent to the provider, replays included: what it bills, by provider',
+    ),
+    utterances: registry.cellCounter('transcriber_utterances_total', 'Utterances the provider transcribed (interim or final), by provider'),
     dispatcherQueue: registry.gauge('transcriber_dispatcher_queue_depth', 'Finals waiting for the dispatcher', () => state.dispatcherQueue),
     dispatcherDropped: registry.counter(
       'transcriber_dispatcher_dropped_total',
