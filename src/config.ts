@@ -3,7 +3,7 @@ import type { LogLevel } from './log.ts';
 import type { ProviderDeps, Provider, ProviderModule } from './providers/provider.ts';
 import { toWebSocketScheme } from './net.ts';
 import { loadAuthConfig, type AuthConfig } from './auth/config.ts';
-import { envBool, envInt, envJson, envNumber, envString, parseEnvWith, urlString } from './util/env-schema.ts';
+import { envBool, envInt, envJson, envNumber, envOptionalString, envString, parseEnvWith, urlString } from './util/env-schema.ts';
 
 const Env = v.object({
   /** 0 picks a free port (tests, launchers). */
@@ -34,6 +34,14 @@ const Env = v.object({
   DRAIN_TIMEOUT_MS: envInt(10_000, 0, 600_000),
   /** How long a session whose client went away waits for it to come back with the same sessionId (0: never). */
   RESUME_GRACE_MS: envInt(15_000, 0, 600_000),
+  /** The in-process synthetic monitor: seconds between probes of our own /transcribe (0: off). */
+  MONITOR_INTERVAL_S: envNumber(0, 0, 86_400),
+  MONITOR_FILE: envString('samples/speech.ogg'),
+  MONITOR_TIMEOUT_MS: envInt(30_000, 1_000, 600_000),
+  /** Words a probe's finals must contain (comma or space separated); none: any final passes. */
+  MONITOR_EXPECT: envOptionalString,
+  /** Sent as `Authorization: Bearer` when AUTH_MODE is on (AUTH_TOKEN is used in token mode when unset). */
+  MONITOR_TOKEN: envOptionalString,
 });
 
 export interface Config {
@@ -58,12 +66,24 @@ export interface Config {
   resumeGraceMs: number;
   /** Who may open /transcribe (AUTH_*). */
   auth: AuthConfig;
+  /** The in-process synthetic monitor (MONITOR_*); off at intervalMs 0. */
+  monitor: MonitorConfig;
   /** Configured providers in priority order, ready to be built with the runtime's deps. */
   providers: { name: string; create: (deps: ProviderDeps) => Provider }[];
   /** The variable to set when no provider is configured. */
   missingProviderHint: string;
   /** Every provider the proxy knows (the registry), configured or not, with the variable that switches it on. */
   knownProviders: { name: string; keyVariable: string }[];
+}
+
+export interface MonitorConfig {
+  intervalMs: number;
+  /** Read by the server entry (Node, Deno); the Worker has no schedule of its own. */
+  file: string;
+  timeoutMs: number;
+  expect: string[];
+  /** Never logged. */
+  token: string | undefined;
 }
 
 export interface DispatcherConfig {
@@ -189,6 +209,13 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
       drainTimeoutMs: output.DRAIN_TIMEOUT_MS,
       resumeGraceMs: output.RESUME_GRACE_MS,
       auth: auth.config,
+      monitor: {
+        intervalMs: Math.round(output.MONITOR_INTERVAL_S * 1000),
+        file: output.MONITOR_FILE,
+        timeoutMs: output.MONITOR_TIMEOUT_MS,
+        expect: output.MONITOR_EXPECT?.split(/[\s,]+/).filter(Boolean) ?? [],
+        token: output.MONITOR_TOKEN ?? (auth.config.mode === 'token' ? auth.config.token : undefined),
+      },
       providers,
       missingProviderHint: modules.map((m) => m.keyVariable).join(' or '),
       knownProviders: modules.map((m) => ({ name: m.name, keyVariable: m.keyVariable })),

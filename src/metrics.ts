@@ -143,6 +143,8 @@ export class Registry {
 export function createMetrics() {
   const registry = new Registry();
   const state = { sessions: 0, participants: 0, providerStreams: 0, detachedSessions: 0, dispatcherQueue: 0, liveDecoders: (): number => 0 };
+  /** The in-process monitor's last outcome (MONITOR_INTERVAL_S); NaN until its first probe. */
+  const monitorState = { up: Number.NaN, lastSuccessSeconds: 0, lastDurationSeconds: Number.NaN };
   return {
     registry,
     state,
@@ -212,6 +214,22 @@ export function createMetrics() {
     relayErrors: registry.counter(
       'transcriber_relay_errors_total',
       'Sessions whose remote transcriber (the Worker\'s container) was unavailable or lost, by reason',
+    ),
+    monitorState,
+    monitorProbes: registry.counter(
+      'transcriber_monitor_probes_total',
+      'In-process synthetic probes (MONITOR_INTERVAL_S), by result: ok, or the failing stage (connect, refused, timeout, closed)',
+    ),
+    monitorUp: registry.gauge('transcriber_monitor_up', 'Whether the last synthetic probe got its final in time (1) or not (0); NaN before the first', () => monitorState.up),
+    monitorLastSuccess: registry.gauge(
+      'transcriber_monitor_last_success_timestamp_seconds',
+      'When a synthetic probe last passed (Unix seconds; 0: never)',
+      () => monitorState.lastSuccessSeconds,
+    ),
+    monitorLastDuration: registry.gauge(
+      'transcriber_monitor_last_duration_seconds',
+      'How long the last synthetic probe took, to its final or its failure',
+      () => monitorState.lastDurationSeconds,
     ),
     finalLatency: registry.histogram(
       'transcriber_final_latency_seconds',

@@ -14,6 +14,8 @@ import { trackSinks } from '../sinks/tracked.ts';
 import type { Base64Codec } from '../util/base64.ts';
 import { memoizeUntilFailure } from '../util/memo.ts';
 import { systemTimers, type Timers } from '../util/timers.ts';
+import { audioFrames, type TimedFrame } from '../monitor/frames.ts';
+import { startMonitor } from '../monitor/schedule.ts';
 
 /** What every runtime's server entry (Node, Deno) gives back once it listens. */
 export interface RunningServer {
@@ -65,6 +67,8 @@ export interface ServerAdapter<W extends InboundWebSockets = InboundWebSockets> 
   webSockets(options: { maxPayload: number }): W;
   /** Reads a settings file (AUTH_JWT_PUBLIC_KEY_FILE); the core reads no files. */
   readTextFile(path: string): string;
+  /** Reads a binary file (MONITOR_FILE). */
+  readFile(path: string): Uint8Array;
   /** Serves `app` (whose upgrades are `sockets`'); a listen failure rejects with `listenFailure`'s one line. */
   listen(app: Hono, sockets: W, at: { host: string; port: number }, log: Logger): Promise<Listening>;
 }
@@ -168,6 +172,8 @@ export async function main(start: () => Promise<RunningServer>, proc: Process): 
 export async function startServer<W extends InboundWebSockets>(adapter: ServerAdapter<W>, options: ServerOptions): Promise<RunningServer> {
   const config = loadServerConfig(withFileSettings(options.env, adapter.readTextFile));
   await preloadCodec(adapter.codec);
+  // Read before listening: a missing file is a start-up error, not a failing probe.
+  const monitorFrames = config.monitor.intervalMs > 0 ? readMonitorFrames(config.monitor.file, adapter.readFile) : undefined;
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
   const timers = options.timers ?? systemTimers;
@@ -189,6 +195,7 @@ export async function startServer<W extends InboundWebSockets>(adapter: ServerAd
   });
   const listening = await adapter.listen(app, sockets, config, log);
   logListening(log, config, listening.port);
+  const stopMonitor = monitorFrames ? scheduleMonitor(config, monitorFrames, listening.port, connector, timers, log, metrics) : undefined;
 
   return {
     port: listening.port,
@@ -199,6 +206,7 @@ export async function startServer<W extends InboundWebSockets>(adapter: ServerAd
       // New sessions are refused from here on (503, /health "draining"). Every session's
       // pending audio is committed and its finals delivered to its client, still attached, and
       // to the dispatcher; then the client is closed with 1001 (docs/PROTOCOL.md §6).
+      await stopMonitor?.();
       const started = timers.now();
       await sessions.drain(config.drainTimeoutMs);
       log.info('sessions drained', { ms: timers.now() - started });
@@ -242,6 +250,37 @@ function withFileSettings(env: ServerOptions['env'], read: (path: string) => str
   }
   const { AUTH_JWT_PUBLIC_KEY_FILE: _file, ...rest } = env;
   return { ...rest, AUTH_JWT_PUBLIC_KEY: pem };
+}
+
+function readMonitorFrames(path: string, read: (path: string) => Uint8Array): TimedFrame[] {
+  let bytes: Uint8Array;
+  try {
+    bytes = read(path);
+  } catch (error) {
+    throw new ConfigError([`MONITOR_FILE: cannot read ${path}: ${error instanceof Error ? error.message : String(error)}`]);
+  }
+  const frames = audioFrames(bytes, path, 'monitor-0');
+  if (!frames.ok) throw new ConfigError([`MONITOR_FILE: ${frames.reason}`]);
+  return frames.frames;
+}
+
+/** The in-process monitor, probing this server through its own port (loopback when it listens on every address). */
+function scheduleMonitor(config: Config, frames: TimedFrame[], port: number, connector: SocketConnector, timers: Timers, log: Logger, metrics: Metrics) {
+  const host = config.host === '0.0.0.0' || config.host === '::' || config.host === '' ? '127.0.0.1' : config.host;
+  const m = config.monitor;
+  log.info('synthetic monitor on', { everyMs: m.intervalMs, file: m.file, timeoutMs: m.timeoutMs });
+  return startMonitor({
+    url: `ws://${host.includes(':') ? `[${host}]` : host}:${port}/transcribe?sessionId=synthetic-monitor&sendBack=true`,
+    frames,
+    intervalMs: m.intervalMs,
+    timeoutMs: m.timeoutMs,
+    expect: m.expect,
+    headers: m.token === undefined ? undefined : { Authorization: `Bearer ${m.token}` },
+    connector,
+    timers,
+    log: log.child({ monitor: true }),
+    metrics,
+  });
 }
 
 /** What a server entry logs once it listens (scripts and tests wait for `listening`). */

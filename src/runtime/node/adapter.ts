@@ -18,6 +18,7 @@ export const nodeAdapter: ServerAdapter<NodeWebSockets> = {
   codec: sharedCodec(loadOpusModule),
   webSockets: (options) => createNodeWebSocket(options),
   readTextFile: (path) => readFileSync(path, 'utf8'),
+  readFile: (path) => new Uint8Array(readFileSync(path)),
   async listen(app, sockets, at) {
     const server = await new Promise<Server>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, port: at.port, hostname: at.host }, () => resolve(s as Server));
