@@ -71,7 +71,14 @@ const isHmac = (alg: string) => alg.startsWith('HS');
 export function loadAuthConfig(env: Readonly<Record<string, string | undefined>>): { config?: AuthConfig; errors: string[] } {
   const { output, errors } = parseEnvWith(AuthEnv, env);
   if (!output) return { errors };
-  if (output.AUTH_MODE === 'off') return { config: { mode: 'off' }, errors };
+  if (output.AUTH_MODE === 'off') {
+    // Credentials without the switch would look like protection and be none: only an explicit `off` leaves them unused.
+    const given = ['AUTH_TOKEN', 'AUTH_JWT_SECRET', 'AUTH_JWT_PUBLIC_KEY', 'AUTH_JWT_PUBLIC_KEY_FILE', 'AUTH_JWT_JWKS_URL'].filter((name) => env[name]?.trim());
+    if (given.length && !env.AUTH_MODE?.trim()) {
+      return { errors: [`AUTH_MODE: ${given.join(', ')} set but AUTH_MODE is not: set AUTH_MODE=token or jwt to require it (or AUTH_MODE=off to leave it unused)`] };
+    }
+    return { config: { mode: 'off' }, errors };
+  }
   if (output.AUTH_MODE === 'token') {
     const token = output.AUTH_TOKEN;
     if (token === undefined) return { errors: ['AUTH_TOKEN: required when AUTH_MODE is token (the shared secret clients send)'] };

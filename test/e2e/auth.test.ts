@@ -97,6 +97,14 @@ describe('AUTH_MODE=token', () => {
     expectNoSecretInLogs(proxy, SHARED, SHARED.slice(0, -1));
   });
 
+  it('refuses a token without AUTH_MODE at start-up, rather than run unprotected', () => {
+    expect(loadConfig({ AUTH_TOKEN: SHARED }, PROVIDERS)).toEqual({
+      ok: false,
+      errors: ['AUTH_MODE: AUTH_TOKEN set but AUTH_MODE is not: set AUTH_MODE=token or jwt to require it (or AUTH_MODE=off to leave it unused)'],
+    });
+    expect(loadConfig({ AUTH_TOKEN: SHARED, AUTH_MODE: 'off' }, PROVIDERS)).toMatchObject({ ok: true, config: { auth: { mode: 'off' } } });
+  });
+
   it('refuses a short AUTH_TOKEN at start-up, without quoting it', () => {
     const result = loadConfig({ AUTH_MODE: 'token', AUTH_TOKEN: 'short-one' }, PROVIDERS);
     expect(result).toEqual({ ok: false, errors: ['AUTH_TOKEN: must be at least 16 characters'] });
