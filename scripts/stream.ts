@@ -11,6 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
+import { audioFrames } from '../src/monitor/frames.ts';
 
 const [file, url = 'ws://localhost:8080/transcribe?sessionId=cli&sendBack=true&sendBackInterim=true'] = process.argv.slice(2);
 if (!file) {
@@ -26,7 +27,7 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-function read(path: string): Buffer {
+function read(path: string): Uint8Array {
   try {
     return readFileSync(path);
   } catch (error) {
@@ -37,37 +38,11 @@ function read(path: string): Buffer {
   }
 }
 
-/** Frames to send, each with its delay (ms) after the previous one. */
+/** Frames to send, each with its delay (ms) after the previous one (shared with `npm run monitor`). */
 function frames(path: string): [delayMs: number, frame: string][] {
-  const bytes = read(path);
-  if (bytes.subarray(0, 4).toString('latin1') === 'OggS') {
-    const out: [number, string][] = [[0, JSON.stringify({ event: 'start', start: { tag: 'cli-0', mediaFormat: { encoding: 'ogg-opus' } } })]];
-    for (let at = 0, chunk = 1; at < bytes.length; at += 200, chunk++) {
-      const payload = bytes.subarray(at, at + 200).toString('base64');
-      out.push([20, JSON.stringify({ event: 'media', media: { tag: 'cli-0', chunk, timestamp: chunk * 960, payload } })]);
-    }
-    return out;
-  }
-  let previous: number | undefined;
-  return bytes
-    .toString('utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((line, index) => {
-      let record: { timestamp?: unknown; data?: unknown };
-      try {
-        record = JSON.parse(line) as typeof record;
-      } catch {
-        fail(`${path}:${index + 1}: neither an Ogg Opus file nor a capture of JSON lines ({"timestamp":…,"data":"…"})`);
-      }
-      const { timestamp, data } = record;
-      if (typeof timestamp !== 'number' || typeof data !== 'string') {
-        fail(`${path}:${index + 1}: a capture line needs a numeric "timestamp" and a string "data" (the frame sent)`);
-      }
-      const delay = previous === undefined ? 0 : timestamp - previous;
-      previous = timestamp;
-      return [delay, data];
-    });
+  const result = audioFrames(read(path), path);
+  if (!result.ok) fail(result.reason);
+  return result.frames.map((f) => [f.delayMs, f.frame]);
 }
 
 // Read before connecting, so that a bad file is reported without touching the server.

@@ -1,5 +1,7 @@
 import { Hono } from 'hono';
 import type { UpgradeWebSocket, WSContext } from 'hono/ws';
+import { transcribeAuth } from './auth/middleware.ts';
+import { createAuthenticator } from './auth/verify.ts';
 import type { Config } from './config.ts';
 import { worthLogging, type Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
@@ -12,7 +14,7 @@ export const VERSION = '0.1.0';
 
 /** The routes' dependencies; a runtime entry builds them (src/runtime/). */
 export interface AppDeps {
-  config: Pick<Config, 'useDispatcher' | 'knownProviders' | 'missingProviderHint'>;
+  config: Pick<Config, 'useDispatcher' | 'knownProviders' | 'missingProviderHint'> & Partial<Pick<Config, 'auth'>>;
   runtime: Runtime;
   upgradeWebSocket: UpgradeWebSocket<unknown>;
   log: Logger;
@@ -75,6 +77,9 @@ export function createApp(deps: AppDeps): Hono {
   });
 
   app.get('/metrics', (c) => c.text(metrics.registry.render(), 200, { 'Content-Type': 'text/plain; version=0.0.4' }));
+
+  const authenticate = config.auth && createAuthenticator(config.auth);
+  if (authenticate) app.use('*', transcribeAuth(authenticate, log, metrics));
 
   app.all('*', async (c) => {
     const path = c.req.path;

@@ -2,7 +2,8 @@ import * as v from 'valibot';
 import type { LogLevel } from './log.ts';
 import type { ProviderDeps, Provider, ProviderModule } from './providers/provider.ts';
 import { toWebSocketScheme } from './net.ts';
-import { envBool, envInt, envJson, envNumber, envString, parseEnvWith, urlString } from './util/env-schema.ts';
+import { loadAuthConfig, type AuthConfig } from './auth/config.ts';
+import { envBool, envInt, envJson, envNumber, envOptionalString, envString, parseEnvWith, urlString } from './util/env-schema.ts';
 
 const Env = v.object({
   /** 0 picks a free port (tests, launchers). */
@@ -33,6 +34,14 @@ const Env = v.object({
   DRAIN_TIMEOUT_MS: envInt(10_000, 0, 600_000),
   /** How long a session whose client went away waits for it to come back with the same sessionId (0: never). */
   RESUME_GRACE_MS: envInt(15_000, 0, 600_000),
+  /** The in-process synthetic monitor: seconds between probes of our own /transcribe (0: off). */
+  MONITOR_INTERVAL_S: envNumber(0, 0, 86_400),
+  MONITOR_FILE: envString('samples/speech.ogg'),
+  MONITOR_TIMEOUT_MS: envInt(30_000, 1_000, 600_000),
+  /** Words a probe's finals must contain (comma or space separated); none: any final passes. */
+  MONITOR_EXPECT: envOptionalString,
+  /** Sent as `Authorization: Bearer` when AUTH_MODE is on (AUTH_TOKEN is used in token mode when unset). */
+  MONITOR_TOKEN: envOptionalString,
 });
 
 export interface Config {
@@ -55,12 +64,26 @@ export interface Config {
   drainTimeoutMs: number;
   /** How long a session outlives its client's socket, for a client that reconnects with its sessionId (0: never). */
   resumeGraceMs: number;
+  /** Who may open /transcribe (AUTH_*). */
+  auth: AuthConfig;
+  /** The in-process synthetic monitor (MONITOR_*); off at intervalMs 0. */
+  monitor: MonitorConfig;
   /** Configured providers in priority order, ready to be built with the runtime's deps. */
   providers: { name: string; create: (deps: ProviderDeps) => Provider }[];
   /** The variable to set when no provider is configured. */
   missingProviderHint: string;
   /** Every provider the proxy knows (the registry), configured or not, with the variable that switches it on. */
   knownProviders: { name: string; keyVariable: string }[];
+}
+
+export interface MonitorConfig {
+  intervalMs: number;
+  /** Read by the server entry (Node, Deno); the Worker has no schedule of its own. */
+  file: string;
+  timeoutMs: number;
+  expect: string[];
+  /** Never logged. */
+  token: string | undefined;
 }
 
 export interface DispatcherConfig {
@@ -140,6 +163,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
   const { output, errors } = parseEnvWith(Env, env);
   const dispatcher = loadDispatcherConfig(env);
   errors.push(...dispatcher.errors);
+  const auth = loadAuthConfig(env);
+  errors.push(...auth.errors);
   const loaded = modules.map((m) => ({ module: m, ...m.load(env) }));
   for (const l of loaded) errors.push(...l.errors);
 
@@ -152,7 +177,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
   for (const name of priority) {
     if (!known.has(name)) errors.push(`PROVIDERS_PRIORITY: unknown provider "${name}" (known: ${[...known].join(', ')})`);
   }
-  if (errors.length || !output || !dispatcher.config) return { ok: false, errors };
+  if (errors.length || !output || !dispatcher.config || !auth.config) return { ok: false, errors };
 
   // Providers named in the priority list come first, in its order; any others follow.
   const rank = (name: string) => {
@@ -183,6 +208,14 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
       maxSessionBufferBytes: Math.round(output.MAX_SESSION_BUFFER_MB * (1 << 20)),
       drainTimeoutMs: output.DRAIN_TIMEOUT_MS,
       resumeGraceMs: output.RESUME_GRACE_MS,
+      auth: auth.config,
+      monitor: {
+        intervalMs: Math.round(output.MONITOR_INTERVAL_S * 1000),
+        file: output.MONITOR_FILE,
+        timeoutMs: output.MONITOR_TIMEOUT_MS,
+        expect: output.MONITOR_EXPECT?.split(/[\s,]+/).filter(Boolean) ?? [],
+        token: output.MONITOR_TOKEN ?? (auth.config.mode === 'token' ? auth.config.token : undefined),
+      },
       providers,
       missingProviderHint: modules.map((m) => m.keyVariable).join(' or '),
       knownProviders: modules.map((m) => ({ name: m.name, keyVariable: m.keyVariable })),

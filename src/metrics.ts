@@ -38,6 +38,41 @@ export class Counter implements Metric {
   }
 }
 
+/** One series of a CellCounter, added to in place. */
+export interface CounterCell {
+  value: number;
+}
+
+/**
+ * A counter whose series are cells the caller keeps and adds to directly: for figures
+ * counted per audio frame, where a label lookup per increment would cost more than the count.
+ */
+export class CellCounter implements Metric {
+  private readonly cells = new Map<string, CounterCell>();
+  constructor(readonly name: string, readonly help: string) {}
+
+  cell(labels?: Labels): CounterCell {
+    const key = labelKey(labels);
+    let cell = this.cells.get(key);
+    if (!cell) {
+      cell = { value: 0 };
+      this.cells.set(key, cell);
+    }
+    return cell;
+  }
+
+  get(labels?: Labels): number {
+    return this.cells.get(labelKey(labels))?.value ?? 0;
+  }
+
+  render(): string {
+    let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} counter\n`;
+    if (this.cells.size === 0) out += `${this.name} 0\n`;
+    for (const [k, c] of this.cells) out += `${this.name}${k} ${c.value}\n`;
+    return out;
+  }
+}
+
 /** A gauge whose value is read when scraped, so nothing on the hot path keeps it current. */
 export class Gauge implements Metric {
   constructor(readonly name: string, readonly help: string, private readonly read: () => number) {}
@@ -86,6 +121,9 @@ export class Registry {
   counter(name: string, help: string): Counter {
     return this.add(new Counter(name, help));
   }
+  cellCounter(name: string, help: string): CellCounter {
+    return this.add(new CellCounter(name, help));
+  }
   gauge(name: string, help: string, read: () => number): Gauge {
     return this.add(new Gauge(name, help, read));
   }
@@ -105,6 +143,8 @@ export class Registry {
 export function createMetrics() {
   const registry = new Registry();
   const state = { sessions: 0, participants: 0, providerStreams: 0, detachedSessions: 0, dispatcherQueue: 0, liveDecoders: (): number => 0 };
+  /** The in-process monitor's last outcome (MONITOR_INTERVAL_S); NaN until its first probe. */
+  const monitorState = { up: Number.NaN, lastSuccessSeconds: 0, lastDurationSeconds: Number.NaN };
   return {
     registry,
     state,
@@ -151,6 +191,15 @@ export function createMetrics() {
       'Audio sent again on a new provider connection because the previous one died before its final, by provider and reason',
     ),
     transcripts: registry.counter('transcriber_transcripts_total', 'Transcripts produced, by provider and kind'),
+    audioReceivedSeconds: registry.cellCounter(
+      'transcriber_audio_received_seconds_total',
+      'Seconds of audio handed to a provider stream (decoded, concealed or passed through), by provider',
+    ),
+    audioSentSeconds: registry.cellCounter(
+      'transcriber_audio_sent_seconds_total',
+      'Seconds of audio sent to the provider, replays included: what it bills, by provider',
+    ),
+    utterances: registry.cellCounter('transcriber_utterances_total', 'Utterances the provider transcribed (interim or final), by provider'),
     dispatcherQueue: registry.gauge('transcriber_dispatcher_queue_depth', 'Finals waiting for the dispatcher', () => state.dispatcherQueue),
     dispatcherDropped: registry.counter(
       'transcriber_dispatcher_dropped_total',
@@ -158,9 +207,29 @@ export function createMetrics() {
     ),
     dispatcherDelivered: registry.counter('transcriber_dispatcher_delivered_total', 'Finals handed to the dispatcher, by transport'),
     dispatcherErrors: registry.counter('transcriber_dispatcher_errors_total', 'Dispatcher failures, by transport'),
+    authRefused: registry.counter(
+      'transcriber_auth_refused_total',
+      'Requests to /transcribe refused by AUTH_MODE before the upgrade, by reason (missing_token, bad_token, expired, wrong_audience, wrong_session…)',
+    ),
     relayErrors: registry.counter(
       'transcriber_relay_errors_total',
       'Sessions whose remote transcriber (the Worker\'s container) was unavailable or lost, by reason',
+    ),
+    monitorState,
+    monitorProbes: registry.counter(
+      'transcriber_monitor_probes_total',
+      'In-process synthetic probes (MONITOR_INTERVAL_S), by result: ok, or the failing stage (connect, refused, timeout, closed)',
+    ),
+    monitorUp: registry.gauge('transcriber_monitor_up', 'Whether the last synthetic probe got its final in time (1) or not (0); NaN before the first', () => monitorState.up),
+    monitorLastSuccess: registry.gauge(
+      'transcriber_monitor_last_success_timestamp_seconds',
+      'When a synthetic probe last passed (Unix seconds; 0: never)',
+      () => monitorState.lastSuccessSeconds,
+    ),
+    monitorLastDuration: registry.gauge(
+      'transcriber_monitor_last_duration_seconds',
+      'How long the last synthetic probe took, to its final or its failure',
+      () => monitorState.lastDurationSeconds,
     ),
     finalLatency: registry.histogram(
       'transcriber_final_latency_seconds',

@@ -51,11 +51,14 @@ export const PingEvent = v.object({ event: v.literal('ping'), id: v.optional(v.u
 
 export const InfoEvent = v.object({ event: v.literal('info') });
 
-export const InboundEvent = v.variant('event', [StartEvent, MediaEvent, StopEvent, PingEvent, InfoEvent]);
+/** Asks for the session's usage so far (docs/PROTOCOL.md §4.11); answered with a `usage` message. */
+export const UsageEvent = v.object({ event: v.literal('usage') });
+
+export const InboundEvent = v.variant('event', [StartEvent, MediaEvent, StopEvent, PingEvent, InfoEvent, UsageEvent]);
 export type InboundEvent = v.InferOutput<typeof InboundEvent>;
 
 /** Events we know; anything else is ignored, per the protocol (answered with `unknown_event`). */
-export const KNOWN_EVENTS: ReadonlySet<string> = new Set<InboundEvent['event']>(['start', 'media', 'stop', 'ping', 'info']);
+export const KNOWN_EVENTS: ReadonlySet<string> = new Set<InboundEvent['event']>(['start', 'media', 'stop', 'ping', 'info', 'usage']);
 
 export function isKnownEvent(event: unknown): event is InboundEvent['event'] {
   return typeof event === 'string' && KNOWN_EVENTS.has(event);

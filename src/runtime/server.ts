@@ -14,6 +14,8 @@ import { trackSinks } from '../sinks/tracked.ts';
 import type { Base64Codec } from '../util/base64.ts';
 import { memoizeUntilFailure } from '../util/memo.ts';
 import { systemTimers, type Timers } from '../util/timers.ts';
+import { audioFrames, type TimedFrame } from '../monitor/frames.ts';
+import { startMonitor } from '../monitor/schedule.ts';
 
 /** What every runtime's server entry (Node, Deno) gives back once it listens. */
 export interface RunningServer {
@@ -63,6 +65,10 @@ export interface ServerAdapter<W extends InboundWebSockets = InboundWebSockets> 
   readonly codec: () => Promise<OpusCodec>;
   /** Upgrades for one server; frames above `maxPayload` bytes close the socket (1009). */
   webSockets(options: { maxPayload: number }): W;
+  /** Reads a settings file (AUTH_JWT_PUBLIC_KEY_FILE); the core reads no files. */
+  readTextFile(path: string): string;
+  /** Reads a binary file (MONITOR_FILE). */
+  readFile(path: string): Uint8Array;
   /** Serves `app` (whose upgrades are `sockets`'); a listen failure rejects with `listenFailure`'s one line. */
   listen(app: Hono, sockets: W, at: { host: string; port: number }, log: Logger): Promise<Listening>;
 }
@@ -164,8 +170,10 @@ export async function main(start: () => Promise<RunningServer>, proc: Process): 
  * free port; the `listening` log line carries the real one, for launchers to read.
  */
 export async function startServer<W extends InboundWebSockets>(adapter: ServerAdapter<W>, options: ServerOptions): Promise<RunningServer> {
-  const config = loadServerConfig(options.env);
+  const config = loadServerConfig(withFileSettings(options.env, adapter.readTextFile));
   await preloadCodec(adapter.codec);
+  // Read before listening: a missing file is a start-up error, not a failing probe.
+  const monitorFrames = config.monitor.intervalMs > 0 ? readMonitorFrames(config.monitor.file, adapter.readFile) : undefined;
   const log = options.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
   const timers = options.timers ?? systemTimers;
@@ -187,6 +195,7 @@ export async function startServer<W extends InboundWebSockets>(adapter: ServerAd
   });
   const listening = await adapter.listen(app, sockets, config, log);
   logListening(log, config, listening.port);
+  const stopMonitor = monitorFrames ? scheduleMonitor(config, monitorFrames, listening.port, connector, timers, log, metrics) : undefined;
 
   return {
     port: listening.port,
@@ -197,6 +206,7 @@ export async function startServer<W extends InboundWebSockets>(adapter: ServerAd
       // New sessions are refused from here on (503, /health "draining"). Every session's
       // pending audio is committed and its finals delivered to its client, still attached, and
       // to the dispatcher; then the client is closed with 1001 (docs/PROTOCOL.md §6).
+      await stopMonitor?.();
       const started = timers.now();
       await sessions.drain(config.drainTimeoutMs);
       log.info('sessions drained', { ms: timers.now() - started });
@@ -222,9 +232,60 @@ function loadServerConfig(env: ServerOptions['env']): Config {
   return result.config;
 }
 
+/**
+ * The environment with AUTH_JWT_PUBLIC_KEY_FILE read into AUTH_JWT_PUBLIC_KEY, so the core's
+ * config sees the key's text (and the Worker, which has no files, can be given it directly).
+ */
+function withFileSettings(env: ServerOptions['env'], read: (path: string) => string): ServerOptions['env'] {
+  const path = env.AUTH_JWT_PUBLIC_KEY_FILE?.trim();
+  if (!path) return env;
+  if (env.AUTH_JWT_PUBLIC_KEY?.trim()) {
+    throw new ConfigError(['AUTH_JWT_PUBLIC_KEY_FILE: set it or AUTH_JWT_PUBLIC_KEY, not both']);
+  }
+  let pem: string;
+  try {
+    pem = read(path);
+  } catch (error) {
+    throw new ConfigError([`AUTH_JWT_PUBLIC_KEY_FILE: cannot read ${path}: ${error instanceof Error ? error.message : String(error)}`]);
+  }
+  const { AUTH_JWT_PUBLIC_KEY_FILE: _file, ...rest } = env;
+  return { ...rest, AUTH_JWT_PUBLIC_KEY: pem };
+}
+
+function readMonitorFrames(path: string, read: (path: string) => Uint8Array): TimedFrame[] {
+  let bytes: Uint8Array;
+  try {
+    bytes = read(path);
+  } catch (error) {
+    throw new ConfigError([`MONITOR_FILE: cannot read ${path}: ${error instanceof Error ? error.message : String(error)}`]);
+  }
+  const frames = audioFrames(bytes, path, 'monitor-0');
+  if (!frames.ok) throw new ConfigError([`MONITOR_FILE: ${frames.reason}`]);
+  return frames.frames;
+}
+
+/** The in-process monitor, probing this server through its own port (loopback when it listens on every address). */
+function scheduleMonitor(config: Config, frames: TimedFrame[], port: number, connector: SocketConnector, timers: Timers, log: Logger, metrics: Metrics) {
+  const host = config.host === '0.0.0.0' || config.host === '::' || config.host === '' ? '127.0.0.1' : config.host;
+  const m = config.monitor;
+  log.info('synthetic monitor on', { everyMs: m.intervalMs, file: m.file, timeoutMs: m.timeoutMs });
+  return startMonitor({
+    url: `ws://${host.includes(':') ? `[${host}]` : host}:${port}/transcribe?sessionId=synthetic-monitor&sendBack=true`,
+    frames,
+    intervalMs: m.intervalMs,
+    timeoutMs: m.timeoutMs,
+    expect: m.expect,
+    headers: m.token === undefined ? undefined : { Authorization: `Bearer ${m.token}` },
+    connector,
+    timers,
+    log: log.child({ monitor: true }),
+    metrics,
+  });
+}
+
 /** What a server entry logs once it listens (scripts and tests wait for `listening`). */
 function logListening(log: Logger, config: Config, port: number): void {
-  log.info('listening', { host: config.host, port, providers: config.providers.map((p) => p.name) });
+  log.info('listening', { host: config.host, port, providers: config.providers.map((p) => p.name), auth: config.auth.mode });
   if (config.providers.length === 0) {
     log.warn(`no provider configured: /transcribe answers 503 until ${config.missingProviderHint} is set`);
   }

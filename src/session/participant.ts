@@ -9,6 +9,7 @@ import { opusPacketDurationMs } from '../codec/toc.ts';
 import type { SessionContext } from './ports.ts';
 import { Sequencer } from './sequencer.ts';
 import { ProviderStream, type Queued, type StreamResult } from './provider-stream.ts';
+import type { StreamUsage } from './usage.ts';
 
 /** Concealment never invents more than this much audio for one gap. */
 const MAX_CONCEAL_MS = 120;
@@ -27,6 +28,8 @@ export interface ParticipantDeps {
   onProviderTrouble(err: ProviderError, provider: string): void;
   /** The participant moved from one provider to another (`reason`: the failure's kind, or `probe` going back). */
   onProviderSwitch(from: string, to: string, reason: string): void;
+  /** This participant's usage meter with a provider (usage.ts). */
+  usage?(provider: string): StreamUsage;
 }
 
 export interface InputFormat {
@@ -302,6 +305,7 @@ export class Participant {
       onResult: this.d.onResult,
       onTrouble: (err) => this.d.onProviderTrouble(err, provider.name),
       onGiveUp: (err) => this.failover(err),
+      usage: this.d.usage?.(provider.name),
       // After a reconnect, a pass-through Ogg stream starts again with its header pages.
       preamble: format.kind === 'ogg' ? () => this.demuxer?.headerPages : undefined,
     });

@@ -9,6 +9,7 @@ import type { InfoMessage, TranscriptionResult } from '../protocol/outbound.ts';
 import type { TranscribeParams } from '../protocol/query.ts';
 import type { Timers } from '../util/timers.ts';
 import type { SessionBacklog } from './backlog.ts';
+import type { UsageReport } from './usage.ts';
 
 /** The media server's socket, as a session writes to it. */
 export interface ClientSocket {
@@ -29,6 +30,8 @@ export interface TranscriptSink {
   readonly outlivesClient: boolean;
   /** Must not block: a slow destination buffers on its own, never delaying the others. */
   deliver(result: TranscriptionResult): void;
+  /** Session end, before `close`: what the session cost (the dispatcher forwards it). */
+  usage?(report: UsageReport): void;
   /** Session end: flush what is pending (bounded), then release everything. */
   close(): Promise<void>;
 }

@@ -8,6 +8,7 @@ import {
 import { backoffMs, withDeadline } from '../util/timers.ts';
 import { SessionBacklog, type HeldAudio } from './backlog.ts';
 import type { SessionContext } from './ports.ts';
+import type { StreamUsage } from './usage.ts';
 import { Timeline } from './timeline.ts';
 
 export interface StreamResult {
@@ -38,6 +39,8 @@ export interface ProviderStreamOptions {
    * participant may move to another one, taking this stream's audio along (`handOver`).
    */
   onGiveUp?(err: ProviderError): void;
+  /** Usage accounting (usage.ts): one call per event. */
+  usage?: StreamUsage;
 }
 
 /** One connection and what it takes to turn its transcripts into results. */
@@ -134,6 +137,7 @@ export class ProviderStream implements HeldAudio {
 
   push(audio: Uint8Array, durationMs: number, arrival: number): void {
     if (this.closed || this.finishing) return;
+    this.o.usage?.received(durationMs);
     const link = this.link;
     if (link?.conn) {
       if (this.dueForRotation(link, arrival)) {
@@ -259,6 +263,7 @@ export class ProviderStream implements HeldAudio {
     link.timeline.record(durationMs, arrival);
     link.sentMs += durationMs;
     link.conn!.send(audio, durationMs);
+    this.o.usage?.sent(durationMs);
     const limit = this.ctx.limits.providerReplayMs;
     if (limit <= 0 || durationMs <= 0) return;
     this.unfinalised.push({ audio: kept ? audio : audio.slice(), durationMs, arrival, serial: link.serial, endMs: link.sentMs });
@@ -361,7 +366,10 @@ export class ProviderStream implements HeldAudio {
 
   private open(): void {
     const serial = ++this.serial;
-    if (serial > 1) this.ctx.metrics.reconnects.inc({ provider: this.o.provider.name, reason: this.reopenReason });
+    if (serial > 1) {
+      this.ctx.metrics.reconnects.inc({ provider: this.o.provider.name, reason: this.reopenReason });
+      this.o.usage?.reconnect();
+    }
     const link: Link = {
       serial,
       openedAt: this.ctx.timers.now(),
@@ -468,8 +476,10 @@ export class ProviderStream implements HeldAudio {
         this.ctx.timers.now();
       u = { messageId: this.ctx.newId(), startedAt };
       this.utterances.set(key, u);
+      this.o.usage?.utterance();
     }
     if (t.kind === 'final') {
+      this.o.usage?.final();
       this.utterances.delete(key);
       link.utteranceStart = undefined;
       if (this.link === link) this.finalised(link, t.audioEndMs);

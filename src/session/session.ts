@@ -14,6 +14,7 @@ import { withDeadline } from '../util/timers.ts';
 import { scoped, type ClientSocket, type InfoBase, type SessionContext, type SessionHandle, type TranscriptSink } from './ports.ts';
 import type { StreamResult } from './provider-stream.ts';
 import type { SessionShell } from './shell.ts';
+import { SessionUsage } from './usage.ts';
 
 /** Unknown event names logged once each per session; a client inventing names forever gets the throttled log. */
 const MAX_UNKNOWN_NAMES = 32;
@@ -47,6 +48,7 @@ export class Session implements SessionHandle {
   private readonly sweep: unknown;
   private closed = false;
   private ending: Promise<void> | undefined;
+  private readonly usage: SessionUsage;
 
   constructor(
     private readonly shell: SessionShell,
@@ -58,6 +60,7 @@ export class Session implements SessionHandle {
     const backlog = new SessionBacklog({ ...ctx, log: shell.log }, { pause: () => shell.readFromClient(false), resume: () => shell.readFromClient(true) });
     this.ctx = { ...ctx, log: shell.log, backlog };
     this.sinks = [shell.clientSink, ...sinks];
+    this.usage = new SessionUsage(shell.params.sessionId, ctx.metrics);
     const { forceCommitMs } = ctx.limits;
     // One timer per session checks every participant for a silence, instead of one timer per frame.
     this.sweep = ctx.timers.setInterval(() => this.flushIdle(), Math.min(250, Math.max(20, forceCommitMs / 4)));
@@ -109,6 +112,9 @@ export class Session implements SessionHandle {
         break;
       case 'info':
         this.ctx.log.info('client info', { info: printable(json) });
+        break;
+      case 'usage':
+        void this.answerUsage();
         break;
       case 'media':
         break;
@@ -181,6 +187,9 @@ export class Session implements SessionHandle {
       else for (const p of all) p.close();
       await Promise.all(this.stopping);
     }
+    const usage = this.usage.report();
+    this.ctx.log.info('session usage', { usage: usage.totals, participants: usage.participants });
+    for (const sink of this.sinks) sink.usage?.(usage);
     await Promise.all(this.sinks.map((s) => s.close()));
     this.shell.closed({ participants: all.length });
   }
@@ -230,6 +239,7 @@ export class Session implements SessionHandle {
       onProviderSwitch: (from, to, reason) => {
         if (!this.closed) this.shell.send(JSON.stringify(providerSwitched(tag, from, to, reason)));
       },
+      usage: (provider) => this.usage.meter(id, tag, provider),
     });
     this.participants.set(tag, p);
     this.ctx.metrics.state.participants++;
@@ -283,6 +293,12 @@ export class Session implements SessionHandle {
     if (r.speaker !== undefined) result.speaker = r.speaker;
     if (r.kind === 'final') this.ctx.metrics.finalLatency.observe((this.ctx.timers.now() - r.startedAt) / 1000);
     for (const sink of this.sinks) sink.deliver(result);
+  }
+
+  /** The figures so far, once the streams being stopped have delivered their finals (docs/PROTOCOL.md §4.11). */
+  private async answerUsage(): Promise<void> {
+    await Promise.all(this.stopping);
+    this.shell.send(JSON.stringify({ event: 'usage', ...this.usage.report() }));
   }
 
   private flushIdle(): void {

@@ -25,6 +25,7 @@ export function trackSinks(make: SinkFactory, timers: Timers): TrackedSinks {
         const tracked: TranscriptSink = {
           outlivesClient: sink.outlivesClient,
           deliver: (result) => sink.deliver(result),
+          usage: (report) => sink.usage?.(report),
           close: () => sink.close().finally(() => release(tracked)),
         };
         live.add(tracked);

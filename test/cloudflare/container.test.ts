@@ -13,7 +13,7 @@ import { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
 import { startNodeServer, type NodeServer } from '../../src/runtime/node/server.ts';
-import type { DispatcherMessage } from '../../src/sinks/dispatcher/message.ts';
+import type { DispatcherFinal as DispatcherMessage } from '../../src/sinks/dispatcher/message.ts';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TAG_A, TAG_B, TestClient, replayJvb } from '../helpers/client.ts';
 import { readCapture } from '../helpers/fixtures.ts';

@@ -92,7 +92,7 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
         'start: start.mediaFormat.encoding: Invalid type: Expected ("opus" | "ogg-opus" | "ogg" | "l16") but received "mp3"',
       ],
       ['invalid_stop', JSON.stringify({ event: 'stop', stop: {} }), 'stop: stop.tag: Invalid key: Expected "tag" but received undefined'],
-      ['unknown_event', JSON.stringify({ event: 'juggle' }), 'unknown event "juggle"; events are start, media, stop, ping, info'],
+      ['unknown_event', JSON.stringify({ event: 'juggle' }), 'unknown event "juggle"; events are start, media, stop, ping, info, usage'],
     ];
     // Raw: TestClient.send would turn the binary frame into JSON text.
     for (const [, frame] of bad) client.ws.send(frame);

@@ -203,8 +203,8 @@ describe('bad socket messages are answered', () => {
         'start: start.mediaFormat.encoding: Invalid type: Expected ("opus" | "ogg-opus" | "ogg" | "l16") but received "mp3"',
       ],
       ['invalid_stop', JSON.stringify({ event: 'stop', stop: {} }), 'stop: stop.tag: Invalid key: Expected "tag" but received undefined'],
-      ['unknown_event', JSON.stringify({ event: 'dance' }), 'unknown event "dance"; events are start, media, stop, ping, info'],
-      ['unknown_event', JSON.stringify({ tag: 'x' }), 'message has no "event" string; events are start, media, stop, ping, info'],
+      ['unknown_event', JSON.stringify({ event: 'dance' }), 'unknown event "dance"; events are start, media, stop, ping, info, usage'],
+      ['unknown_event', JSON.stringify({ tag: 'x' }), 'message has no "event" string; events are start, media, stop, ping, info, usage'],
     ];
     // Sent raw: TestClient.send would turn the binary frame into JSON text.
     for (const [, frame] of bad) client.ws.send(frame);
@@ -258,7 +258,7 @@ describe('bad socket messages are answered', () => {
     for (const name of ['dance', 'juggle', 'dance', 'dance', 'juggle']) client.send({ event: name });
     await settle(client);
     expect(errors(client).map((e) => e.message)).toEqual(
-      ['dance', 'juggle', 'dance', 'dance', 'juggle'].map((n) => `unknown event "${n}"; events are start, media, stop, ping, info`),
+      ['dance', 'juggle', 'dance', 'dance', 'juggle'].map((n) => `unknown event "${n}"; events are start, media, stop, ping, info, usage`),
     );
     const logged = proxy.logs.filter((l) => l.msg === 'unknown event');
     expect(logged.map((l) => [l.level, l.event, l.session])).toEqual([

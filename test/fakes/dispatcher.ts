@@ -20,6 +20,16 @@ export interface DispatchedMessage {
   messageId: string;
 }
 
+/** The session's usage, sent once at its end (docs/PROTOCOL.md §7.1). */
+export interface DispatchedUsage {
+  type: 'usage';
+  sessionId: string;
+  timestamp: number;
+  messageId: string;
+  participants: { endpointId: string; tag: string; provider: string; receivedSeconds: number; sentSeconds: number; utterances: number; finals: number; reconnects: number }[];
+  totals: Record<string, { receivedSeconds: number; sentSeconds: number; utterances: number; finals: number; reconnects: number }>;
+}
+
 export interface DispatcherConnection {
   readonly id: number;
   /** The request target of the handshake, e.g. `/ingest?region=eu&sessionId=s1`. */
@@ -62,8 +72,14 @@ export class FakeDispatcher extends FakeServer {
     return `ws://127.0.0.1:${this.listener.port}${path}`;
   }
 
+  /** The finals received, in arrival order. */
   messages(): DispatchedMessage[] {
-    return this.received.map((r) => r.message);
+    return this.received.map((r) => r.message).filter((m) => !('type' in m));
+  }
+
+  /** The usage messages received (one per session, at its end). */
+  usages(): DispatchedUsage[] {
+    return this.received.map((r) => r.message as unknown as DispatchedUsage | DispatchedMessage).filter((m): m is DispatchedUsage => 'type' in m && m.type === 'usage');
   }
 
   /** Refuses upgrades with 503 from now on, until `accept()`. */

@@ -39,9 +39,10 @@ export class TestClient {
   }
 
   /** Opens a session; resolves once the socket is open (the `info` message may follow). */
-  static connect(url: string): Promise<TestClient> {
+  /** Rejects with `{ status, body }` when the server refuses the upgrade. */
+  static connect(url: string, options: { headers?: Record<string, string> } = {}): Promise<TestClient> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url);
+      const ws = new WebSocket(url, { headers: options.headers });
       const client = new TestClient(ws);
       ws.once('open', () => resolve(client));
       ws.once('unexpected-response', (_req, res) => {

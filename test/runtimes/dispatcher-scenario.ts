@@ -1,5 +1,5 @@
 /** What the dispatcher test driver (workerd/dispatcher-worker.ts) takes and reports. */
-import type { DispatcherMessage } from '../../src/sinks/dispatcher/message.ts';
+import type { DispatcherFinal as DispatcherMessage } from '../../src/sinks/dispatcher/message.ts';
 
 export interface ObjectRecords {
   messages: DispatcherMessage[];

@@ -8,7 +8,7 @@
 import { fileURLToPath } from 'node:url';
 import { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DispatcherMessage } from '../../src/sinks/dispatcher/message.ts';
+import type { DispatcherFinal as DispatcherMessage } from '../../src/sinks/dispatcher/message.ts';
 import type { ObjectRecords, Scenario, ScenarioReport } from './dispatcher-scenario.ts';
 import { bundleWorker, COMPATIBILITY_DATE } from './workerd-harness.ts';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { toDispatcherMessage } from '../../src/sinks/dispatcher/message.ts';
+import { toDispatcherMessage, toUsageMessage } from '../../src/sinks/dispatcher/message.ts';
 import { BoundedQueue, outgoing, type Outgoing } from '../../src/sinks/dispatcher/queue.ts';
 import type { TranscriptionResult } from '../../src/protocol/outbound.ts';
 
@@ -67,5 +67,17 @@ describe('dispatcher queue', () => {
     // Full: the one already written once gives way before the oldest.
     expect(q.push(e!).map((i) => i.seq)).toEqual([2]);
     expect(seqs(q)).toEqual([1, 3, 4, 5]);
+  });
+
+  it('holds the session usage outside its limits: it costs no final and is never evicted', () => {
+    const q = new BoundedQueue({ maxCount: 2, maxBytes: 1 << 20 });
+    expect(q.push(item(1))).toEqual([]);
+    expect(q.push(item(2))).toEqual([]);
+    const usage = outgoing(3, toUsageMessage({ sessionId: 's', participants: [], totals: {} }, 's', 3), true);
+    expect(q.push(usage)).toEqual([]);
+    expect(q.push(item(4)).map((i) => i.seq)).toEqual([1]);
+    expect(seqs(q)).toEqual([2, 3, 4]);
+    expect(q.push(item(5)).map((i) => i.seq)).toEqual([2]);
+    expect(seqs(q)).toEqual([3, 4, 5]);
   });
 });

@@ -12,6 +12,8 @@ export const denoAdapter: ServerAdapter<ReturnType<typeof createDenoWebSocket>> 
   codec: sharedCodec(loadOpusModule),
   // Deno.upgradeWebSocket has no frame limit to set; the session's MAX_MESSAGE_BYTES applies.
   webSockets: () => createDenoWebSocket(),
+  readTextFile: (path) => Deno.readTextFileSync(path),
+  readFile: (path) => Deno.readFileSync(path),
   async listen(app, _sockets, at, log) {
     const server = await new Promise<Deno.HttpServer<Deno.NetAddr>>((resolve, reject) => {
       // onListen replaces Deno's own "Listening on" line, which would break JSON-lines stdout.

@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { serve } from '@hono/node-server';
 import { listenFailure, sharedCodec, type ServerAdapter } from '../server.ts';
@@ -16,6 +17,8 @@ export const nodeAdapter: ServerAdapter<NodeWebSockets> = {
   base64: nodeBase64,
   codec: sharedCodec(loadOpusModule),
   webSockets: (options) => createNodeWebSocket(options),
+  readTextFile: (path) => readFileSync(path, 'utf8'),
+  readFile: (path) => new Uint8Array(readFileSync(path)),
   async listen(app, sockets, at) {
     const server = await new Promise<Server>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, port: at.port, hostname: at.host }, () => resolve(s as Server));

@@ -10,6 +10,8 @@ export interface Outgoing {
   readonly bytes: number;
   /** Written to a dispatcher connection before; waiting again because that connection died. */
   sent: boolean;
+  /** Outside the limits, never evicted: the session's one usage message, which must not cost a final. */
+  readonly exempt: boolean;
 }
 
 export interface QueueLimits {
@@ -19,10 +21,12 @@ export interface QueueLimits {
 
 const encoder = new TextEncoder();
 
-export function outgoing(seq: number, message: DispatcherMessage): Outgoing {
+export function outgoing(seq: number, message: DispatcherMessage, exempt = false): Outgoing {
   const json = JSON.stringify(message);
-  return { seq, message, json, bytes: encoder.encode(json).length, sent: false };
+  return { seq, message, json, bytes: encoder.encode(json).length, sent: false, exempt };
 }
+
+const counted = (item: Outgoing) => (item.exempt ? 0 : item.bytes);
 
 /**
  * FIFO bounded by count and by bytes. When full, something gives way and is returned to the
@@ -31,6 +35,8 @@ export function outgoing(seq: number, message: DispatcherMessage): Outgoing {
 export class BoundedQueue {
   private items: Outgoing[] = [];
   private totalBytes = 0;
+  /** Exempt items held (they count toward neither limit). */
+  private exempt = 0;
 
   constructor(private readonly limits: QueueLimits) {}
 
@@ -45,13 +51,15 @@ export class BoundedQueue {
   /** Appends; returns what was evicted to make room. */
   push(item: Outgoing): Outgoing[] {
     this.items.push(item);
-    this.totalBytes += item.bytes;
+    this.totalBytes += counted(item);
+    if (item.exempt) this.exempt++;
     return this.enforce();
   }
 
   shift(): Outgoing | undefined {
     const item = this.items.shift();
-    if (item) this.totalBytes -= item.bytes;
+    if (item) this.totalBytes -= counted(item);
+    if (item?.exempt) this.exempt--;
     return item;
   }
 
@@ -67,7 +75,8 @@ export class BoundedQueue {
       const b = this.items[j];
       if (b === undefined || (a !== undefined && a.seq < b.seq)) {
         merged.push(a!);
-        this.totalBytes += a!.bytes;
+        this.totalBytes += counted(a!);
+        if (a!.exempt) this.exempt++;
         i++;
       } else {
         if (a !== undefined && a.seq === b.seq) i++; // already back: never queue one final twice
@@ -84,6 +93,7 @@ export class BoundedQueue {
     const all = this.items;
     this.items = [];
     this.totalBytes = 0;
+    this.exempt = 0;
     return all;
   }
 
@@ -93,9 +103,9 @@ export class BoundedQueue {
    */
   private enforce(): Outgoing[] {
     const evicted: Outgoing[] = [];
-    while (this.items.length > 0 && (this.items.length > this.limits.maxCount || this.totalBytes > this.limits.maxBytes)) {
-      const sent = this.items.findIndex((item) => item.sent);
-      const [gone] = this.items.splice(sent === -1 ? 0 : sent, 1);
+    while (this.items.length > this.exempt && (this.items.length - this.exempt > this.limits.maxCount || this.totalBytes > this.limits.maxBytes)) {
+      const sent = this.items.findIndex((item) => item.sent && !item.exempt);
+      const [gone] = this.items.splice(sent === -1 ? this.items.findIndex((item) => !item.exempt) : sent, 1);
       this.totalBytes -= gone!.bytes;
       evicted.push(gone!);
     }

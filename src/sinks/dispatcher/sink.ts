@@ -3,7 +3,8 @@ import type { Metrics } from '../../metrics.ts';
 import type { TranscriptionResult } from '../../protocol/outbound.ts';
 import { backoffMs, withDeadline, type Timers } from '../../util/timers.ts';
 import type { TranscriptSink } from '../../session/ports.ts';
-import { toDispatcherMessage } from './message.ts';
+import type { UsageReport } from '../../session/usage.ts';
+import { toDispatcherMessage, toUsageMessage, type DispatcherMessage } from './message.ts';
 import { BoundedQueue, outgoing, type Outgoing, type QueueLimits } from './queue.ts';
 import type { DispatchTransport, HandBack } from './transport.ts';
 
@@ -55,14 +56,26 @@ export class DispatcherSink implements TranscriptSink {
     // The client path calls this: nothing thrown here may reach it.
     try {
       const message = toDispatcherMessage(result, this.o.sessionId);
-      if (!message) return;
-      const item = outgoing(++this.seq, message);
-      if (this.closed) return this.lose([item], 'closed');
-      this.lose(this.tracked(() => this.queue.push(item)), 'queue_full');
-      this.kick();
+      if (message) this.enqueue(message);
     } catch (error) {
       this.log.error('dispatcher sink failed to take a final', { error });
     }
+  }
+
+  /** Session end: the usage goes last, behind the session's finals, with the same delivery. */
+  usage(report: UsageReport): void {
+    try {
+      this.enqueue(toUsageMessage(report, this.o.sessionId, this.o.timers.now()), true);
+    } catch (error) {
+      this.log.error('dispatcher sink failed to take the usage', { error });
+    }
+  }
+
+  private enqueue(message: DispatcherMessage, exempt = false): void {
+    const item = outgoing(++this.seq, message, exempt);
+    if (this.closed) return this.lose([item], 'closed');
+    this.lose(this.tracked(() => this.queue.push(item)), 'queue_full');
+    this.kick();
   }
 
   close(): Promise<void> {
@@ -177,7 +190,7 @@ export class DispatcherSink implements TranscriptSink {
         this.log.warn('dispatcher final dropped', {
           reason,
           messageId: item.message.messageId,
-          endpointId: item.message.endpointId,
+          endpointId: 'endpointId' in item.message ? item.message.endpointId : undefined,
           droppedInSession: n,
           queueLimit: this.o.limits.maxCount,
           queueMaxBytes: this.o.limits.maxBytes,

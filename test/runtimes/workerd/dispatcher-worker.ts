@@ -11,7 +11,7 @@ import { createMetrics } from '../../../src/metrics.ts';
 import type { TranscriptionResult } from '../../../src/protocol/outbound.ts';
 import { createCloudflareDispatcherSink, type CloudflareDispatcherBindings } from '../../../src/runtime/workerd/dispatcher.ts';
 import { loadDispatcherConfig } from '../../../src/config.ts';
-import type { DispatcherMessage } from '../../../src/sinks/dispatcher/message.ts';
+import type { DispatcherFinal as DispatcherMessage } from '../../../src/sinks/dispatcher/message.ts';
 import { systemTimers } from '../../../src/util/timers.ts';
 import type { ObjectRecords, Scenario, ScenarioReport } from '../dispatcher-scenario.ts';
 
