@@ -3,6 +3,7 @@ import type { UpgradeWebSocket, WSContext } from 'hono/ws';
 import type { Config } from './config.ts';
 import { worthLogging, type Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
+import { CAPTIONS_PAGE } from './page/captions.ts';
 import type { Runtime } from './protocol/outbound.ts';
 import { transcribeParamsParser, type TranscribeParams } from './protocol/query.ts';
 import type { ClientSocket, SessionFactory, SessionHandle, SinkFactory } from './session/ports.ts';
@@ -47,7 +48,7 @@ function clientSocket(ws: WSContext<unknown>): ClientSocket {
   return client;
 }
 
-/** Builds the Hono app: health, metrics, and `/transcribe` under any prefix. */
+/** Builds the Hono app: the caption page, health, metrics, and `/transcribe` under any prefix. */
 export function createApp(deps: AppDeps): Hono {
   const { config, log, metrics, sessions } = deps;
   const providerNames = [...sessions.providers];
@@ -73,6 +74,15 @@ export function createApp(deps: AppDeps): Hono {
     if (reasons.length) return c.json({ status: 'degraded', reasons, ...fields }, 503);
     return c.json({ status: 'ok', ...fields });
   });
+
+  // The live-caption page (src/page/): everything inline, the socket to this same origin only.
+  app.get('/', (c) =>
+    c.html(CAPTIONS_PAGE, 200, {
+      'Cache-Control': 'no-cache',
+      'Content-Security-Policy':
+        "default-src 'none'; script-src 'unsafe-inline' blob:; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'",
+    }),
+  );
 
   app.get('/metrics', (c) => c.text(metrics.registry.render(), 200, { 'Content-Type': 'text/plain; version=0.0.4' }));
 
