@@ -2,7 +2,7 @@ import * as v from 'valibot';
 import type { LogLevel } from './log.ts';
 import type { ProviderDeps, Provider, ProviderModule } from './providers/provider.ts';
 import { toWebSocketScheme } from './net.ts';
-import { envBool, envInt, envJson, envNumber, envString, parseEnvWith, urlString } from './util/env-schema.ts';
+import { envBool, envInt, envJson, envNumber, envOptionalString, envString, parseEnvWith, urlString } from './util/env-schema.ts';
 
 const Env = v.object({
   /** 0 picks a free port (tests, launchers). */
@@ -33,6 +33,8 @@ const Env = v.object({
   DRAIN_TIMEOUT_MS: envInt(10_000, 0, 600_000),
   /** How long a session whose client went away waits for it to come back with the same sessionId (0: never). */
   RESUME_GRACE_MS: envInt(15_000, 0, 600_000),
+  /** Node: a directory where each session's frames are dumped as JSON lines (unset: no dumps). */
+  DUMP_DIR: envOptionalString,
 });
 
 export interface Config {
@@ -55,6 +57,8 @@ export interface Config {
   drainTimeoutMs: number;
   /** How long a session outlives its client's socket, for a client that reconnects with its sessionId (0: never). */
   resumeGraceMs: number;
+  /** Node: where session dumps are written; undefined when sessions are not dumped. */
+  dumpDir: string | undefined;
   /** Configured providers in priority order, ready to be built with the runtime's deps. */
   providers: { name: string; create: (deps: ProviderDeps) => Provider }[];
   /** The variable to set when no provider is configured. */
@@ -183,6 +187,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
       maxSessionBufferBytes: Math.round(output.MAX_SESSION_BUFFER_MB * (1 << 20)),
       drainTimeoutMs: output.DRAIN_TIMEOUT_MS,
       resumeGraceMs: output.RESUME_GRACE_MS,
+      dumpDir: output.DUMP_DIR,
       providers,
       missingProviderHint: modules.map((m) => m.keyVariable).join(' or '),
       knownProviders: modules.map((m) => ({ name: m.name, keyVariable: m.keyVariable })),

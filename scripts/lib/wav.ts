@@ -27,7 +27,8 @@ export function readWav(bytes: Uint8Array): Wav {
     } else if (id === 'data') {
       if (!format) throw new Error('WAV data before its fmt chunk');
       const end = Math.min(bytes.length, body + size);
-      const copy = bytes.slice(body, body + ((end - body) & ~1));
+      // A copy, aligned for Int16Array (Buffer's slice would be a view into a pooled buffer).
+      const copy = new Uint8Array(bytes.subarray(body, body + ((end - body) & ~1)));
       return { ...format, samples: new Int16Array(copy.buffer, 0, copy.length / 2) };
     }
     at = body + size + (size & 1);
