@@ -2,8 +2,13 @@
  * A session's participants as one 48 kHz mono track, each decoded with the proxy's own codec
  * (libopus in WASM, the Ogg demuxer, the L16 resampler) and placed on the session's timeline:
  * a stream starts where its first media frame arrived (the dump's timestamps), and its Opus
- * packets sit at their RTP timestamps from there, so gaps and reordering land where the media
- * server meant them. Frames are read with the proxy's own schemas (src/protocol/inbound.ts).
+ * packets sit at their RTP timestamps from there, so gaps (DTX) land where the media server
+ * meant them. Anchoring each stream at its arrival rather than at its first timestamp serves
+ * senders whose streams have independent RTP bases (test/fixtures/two-speakers.jsonl) as
+ * well as Videobridge, whose timestamps share one clock (docs/jitsi.md), at the cost of the
+ * first packet's network jitter. Packets are decoded in arrival order (the proxy reorders by
+ * `chunk`; captures seen so far arrive in order). Frames are read with the proxy's own
+ * schemas (src/protocol/inbound.ts).
  */
 import * as v from 'valibot';
 import { L16Converter } from '../../src/codec/l16.ts';
