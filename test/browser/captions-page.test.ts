@@ -15,6 +15,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SAMPLE_RATE } from '../fakes/openai-realtime.ts';
 import { findChromium, hasFlite, launchWithMicrophone, speak } from '../helpers/browser.ts';
 import { skipNote } from '../helpers/fixtures.ts';
+import { FakeDeepgram } from '../fakes/deepgram.ts';
+import { FakeGeminiLive } from '../fakes/gemini-live.ts';
+import { startProviderServer, type ProviderServer } from '../helpers/provider-server.ts';
 import { startProxy, type Proxy } from '../helpers/proxy.ts';
 import { until } from '../helpers/wait.ts';
 
@@ -149,5 +152,78 @@ describe.skipIf(why !== undefined)('the caption page in Chromium', () => {
     expect(other.finals).toEqual(proxy.fake.connections[1]!.completed().filter((t) => t.trim() !== '').slice(0, other.finals.length));
     await first.close();
     await second.close();
+  });
+});
+
+/**
+ * The other providers take the page's audio too: Deepgram gets the browser's Opus packets
+ * passed through unchanged (raw Opus at 48 kHz), Gemini decoded PCM. Each page shows finals
+ * that the fake made, and names the provider.
+ */
+describe.skipIf(why !== undefined).each([
+  {
+    provider: 'deepgram',
+    async start() {
+      const fake = await FakeDeepgram.start();
+      const server = await startProviderServer({ DEEPGRAM_API_KEY: fake.apiKey, DEEPGRAM_BASE_URL: fake.baseUrl });
+      return {
+        fake,
+        server,
+        heard: () => {
+          const [c] = fake.connections;
+          // Pass-through: the packets the browser's encoder made, one binary frame each.
+          return c !== undefined && c.url.searchParams.get('encoding') === 'opus' && c.url.searchParams.get('sample_rate') === '48000' && c.frames.length > 50;
+        },
+        // The proxy joins an utterance's is_final segments with spaces (docs/PROTOCOL.md §8).
+        said: () =>
+          fake.connections
+            .flatMap((c) => c.sent)
+            .filter((r) => r.type === 'Results' && r.is_final === true)
+            .map((r) => (r as { channel: { alternatives: { transcript: string }[] } }).channel.alternatives[0]!.transcript)
+            .join(' '),
+      };
+    },
+  },
+  {
+    provider: 'gemini',
+    async start() {
+      const fake = await FakeGeminiLive.start();
+      const server = await startProviderServer({ GEMINI_API_KEY: fake.apiKey, GEMINI_BASE_URL: fake.baseUrl });
+      return {
+        fake,
+        server,
+        heard: () => (fake.connections[0]?.audioMessages ?? 0) > 50,
+        said: () => JSON.stringify(fake.connections.map((c) => c.sent)),
+      };
+    },
+  },
+])('the caption page with $provider', ({ provider, start }) => {
+  let dir: string;
+  let running: Awaited<ReturnType<typeof start>>;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'captions-'));
+    speak(join(dir, 'mic.wav'), ['The boy was there when the sun rose.', 'A rod is used to catch pink salmon.']);
+    running = await start();
+    browser = await launchWithMicrophone((chromium as { path: string }).path, join(dir, 'mic.wav'));
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await (running?.server as ProviderServer | undefined)?.close();
+    await running?.fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('shows the finals the provider made, and its name', async () => {
+    const page = await browser.newPage();
+    await page.goto(running.server.url(`/?sessionId=with-${provider}&autostart=1`));
+    await until(async () => (await shown(page)).some((p) => p.me && p.finals.length >= 1), 'a final on the page', 45_000);
+    expect(running.heard()).toBe(true);
+    const mine = (await shown(page)).find((p) => p.me)!;
+    expect(mine.provider).toBe(provider);
+    for (const text of mine.finals) expect(running.said()).toContain(provider === 'gemini' ? JSON.stringify(text).slice(1, -1) : text);
+    await page.close();
   });
 });
