@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SAMPLE_RATE } from '../fakes/openai-realtime.ts';
+import { LAUNCHERS, type RunningApp } from '../conformance/launchers.ts';
+import { FakeOpenAI, SAMPLE_RATE } from '../fakes/openai-realtime.ts';
 import { findChromium, hasFlite, launchWithMicrophone, speak } from '../helpers/browser.ts';
 import { skipNote } from '../helpers/fixtures.ts';
 import { FakeDeepgram } from '../fakes/deepgram.ts';
@@ -224,6 +225,42 @@ describe.skipIf(why !== undefined).each([
     const mine = (await shown(page)).find((p) => p.me)!;
     expect(mine.provider).toBe(provider);
     for (const text of mine.finals) expect(running.said()).toContain(provider === 'gemini' ? JSON.stringify(text).slice(1, -1) : text);
+    await page.close();
+  });
+});
+
+/** The same page served by the Worker transcribing in its isolate, under workerd. */
+describe.skipIf(why !== undefined)('the caption page on the Worker', () => {
+  let dir: string;
+  let fake: FakeOpenAI;
+  let app: RunningApp;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'captions-'));
+    speak(join(dir, 'mic.wav'), ['The boy was there when the sun rose.', 'A rod is used to catch pink salmon.']);
+    fake = await FakeOpenAI.start();
+    const workerd = LAUNCHERS.find((l) => l.runtime === 'workerd')!;
+    app = await workerd.start({ OPENAI_API_KEY: fake.apiKey, OPENAI_BASE_URL: fake.baseUrl, LOG_LEVEL: 'info' });
+    browser = await launchWithMicrophone((chromium as { path: string }).path, join(dir, 'mic.wav'));
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await app?.stop();
+    await fake?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('shows the fake provider\'s finals, the runtime named', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${app.origin}/?sessionId=on-workerd&autostart=1`);
+    await until(async () => (await shown(page)).some((p) => p.me && p.finals.length >= 1), 'a final on the page', 45_000);
+    expect(await page.$eval('#runtime', (e) => e.textContent)).toBe('workerd');
+    const mine = (await shown(page)).find((p) => p.me)!;
+    expect(mine.provider).toBe('openai');
+    const completed = fake.connections.flatMap((c) => c.completed()).filter((t) => t.trim() !== '');
+    expect(mine.finals).toEqual(completed.slice(0, mine.finals.length));
     await page.close();
   });
 });
