@@ -4,7 +4,7 @@
  * same finals, and `npm run mix` renders the capture as a WAV on its timeline, each
  * participant's samples those of decoding its packets alone.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +14,8 @@ import { loadOpusModule } from '../../src/runtime/node/wasm.ts';
 import { replayJvb, TAG_A, TAG_B, type TestClient } from '../helpers/client.ts';
 import { readCapture, type JvbMedia } from '../helpers/fixtures.ts';
 import { wasmDecode } from '../helpers/opus-ref.ts';
-import { startProxy, type Proxy } from '../helpers/proxy.ts';
+import { startProviderServer } from '../helpers/provider-server.ts';
+import { startProxy } from '../helpers/proxy.ts';
 import { runTool } from '../helpers/tool.ts';
 
 const FIXTURE = 'test/fixtures/two-speakers.jsonl';
@@ -104,6 +105,14 @@ describe('a session dumped, then replayed', () => {
     } finally {
       await proxy.close();
     }
+  });
+
+  it('refuses to start when DUMP_DIR cannot be created, naming it', async () => {
+    const notADir = join(dir, 'a-file');
+    writeFileSync(notADir, '');
+    await expect(startProviderServer({ OPENAI_API_KEY: 'sk-unused', DUMP_DIR: join(notADir, 'dumps') })).rejects.toThrow(
+      `DUMP_DIR: cannot create ${join(notADir, 'dumps')}`,
+    );
   });
 
   it('npm run replay refuses a bad speed, and a file that is not a dump, in one line', async () => {
