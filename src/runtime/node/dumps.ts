@@ -24,19 +24,26 @@ export function fileRecorders(dir: string, log: Logger): RecorderFactory {
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const file = join(dir, `${session.sessionId ?? 'no-session'}-${stamp}-${++seq}.jsonl`);
     const out = createWriteStream(file, { flags: 'wx' });
+    // A write failure ends the dump; so does the socket's close (a session that outlives its
+    // socket, waiting for the client to come back, may still try to send on it).
     let failed = false;
+    let closed = false;
     out.on('error', (error) => {
       if (failed) return;
       failed = true;
       log.error('session dump failed', { session: session.sessionId ?? null, file, error });
     });
     const line = (direction: 'incoming' | 'outgoing', data: string) => {
-      if (!failed) out.write(`${JSON.stringify({ timestamp: Date.now(), direction, data })}\n`);
+      if (!failed && !closed) out.write(`${JSON.stringify({ timestamp: Date.now(), direction, data })}\n`);
     };
     return {
       received: (frame) => line('incoming', frame),
       sent: (frame) => line('outgoing', frame),
-      close: () => out.end(),
+      close: () => {
+        if (closed) return;
+        closed = true;
+        out.end();
+      },
     };
   };
 }
