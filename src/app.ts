@@ -5,9 +5,10 @@ import { createAuthenticator } from './auth/verify.ts';
 import type { Config } from './config.ts';
 import { worthLogging, type Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
+import { CAPTIONS_PAGE } from './page/captions.ts';
 import type { Runtime } from './protocol/outbound.ts';
 import { transcribeParamsParser, type TranscribeParams } from './protocol/query.ts';
-import type { ClientSocket, SessionFactory, SessionHandle, SinkFactory } from './session/ports.ts';
+import type { ClientSocket, RecorderFactory, SessionFactory, SessionHandle, SinkFactory, SocketRecorder } from './session/ports.ts';
 
 export const APPLICATION = 'opus-transcriber-proxy';
 export const VERSION = '0.1.0';
@@ -25,6 +26,8 @@ export interface AppDeps {
   sinks?: SinkFactory;
   /** Whether a dispatcher is configured, so `useDispatcher=true` can be honoured. */
   dispatcherAvailable?: boolean;
+  /** Session dumps (DUMP_DIR): every frame of each client socket, both ways. */
+  recorders?: RecorderFactory;
 }
 
 /** The refusal of a new session while the server drains (docs/PROTOCOL.md §2). */
@@ -38,8 +41,14 @@ const isUpgrade = (header: string | undefined) => header?.toLowerCase() === 'web
  * and restart reading its TCP socket (runtime/node/websocket.ts). Deno's and workerd's
  * WebSocket cannot (runtime/deno/websocket.ts, runtime/workerd/websocket.ts).
  */
-function clientSocket(ws: WSContext<unknown>): ClientSocket {
-  const client: ClientSocket = { send: (text) => ws.send(text), close: (code, reason) => ws.close(code, reason) };
+function clientSocket(ws: WSContext<unknown>, recorder: SocketRecorder | undefined): ClientSocket {
+  const client: ClientSocket = {
+    send: (text) => {
+      recorder?.sent(text);
+      ws.send(text);
+    },
+    close: (code, reason) => ws.close(code, reason),
+  };
   const raw = ws.raw as Partial<Record<'pause' | 'resume', unknown>> | undefined;
   if (typeof raw?.pause === 'function' && typeof raw.resume === 'function') {
     const { pause, resume } = raw as { pause(): void; resume(): void };
@@ -49,7 +58,7 @@ function clientSocket(ws: WSContext<unknown>): ClientSocket {
   return client;
 }
 
-/** Builds the Hono app: health, metrics, and `/transcribe` under any prefix. */
+/** Builds the Hono app: the caption page, health, metrics, and `/transcribe` under any prefix. */
 export function createApp(deps: AppDeps): Hono {
   const { config, log, metrics, sessions } = deps;
   const providerNames = [...sessions.providers];
@@ -75,6 +84,15 @@ export function createApp(deps: AppDeps): Hono {
     if (reasons.length) return c.json({ status: 'degraded', reasons, ...fields }, 503);
     return c.json({ status: 'ok', ...fields });
   });
+
+  // The live-caption page (src/page/): everything inline, the socket to this same origin only.
+  app.get('/', (c) =>
+    c.html(CAPTIONS_PAGE, 200, {
+      'Cache-Control': 'no-cache',
+      'Content-Security-Policy':
+        "default-src 'none'; script-src 'unsafe-inline' blob:; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'",
+    }),
+  );
 
   app.get('/metrics', (c) => c.text(metrics.registry.render(), 200, { 'Content-Type': 'text/plain; version=0.0.4' }));
 
@@ -104,16 +122,21 @@ export function createApp(deps: AppDeps): Hono {
 
   function sessionEvents(params: TranscribeParams) {
     let session: SessionHandle | undefined;
+    let recorder: SocketRecorder | undefined;
     return {
       onOpen: (_evt: Event, ws: WSContext<unknown>) => {
-        const client = clientSocket(ws);
-        const sinks = deps.sinks?.({ sessionId: params.sessionId, useDispatcher: params.useDispatcher ?? config.useDispatcher }) ?? [];
+        const info = { sessionId: params.sessionId, useDispatcher: params.useDispatcher ?? config.useDispatcher };
+        recorder = deps.recorders?.(info);
+        const client = clientSocket(ws, recorder);
+        const sinks = deps.sinks?.(info) ?? [];
         session = sessions.open(params, client, sinks);
         session.info({ application: APPLICATION, version: VERSION, runtime: deps.runtime, providersAvailable: providerNames });
         log.info('session opened', { session: params.sessionId ?? null, provider: params.provider });
       },
       onMessage: (evt: MessageEvent) => {
         const data: unknown = evt.data;
+        // A binary frame is recorded as what the session makes of it: refused, no payload.
+        recorder?.received(typeof data === 'string' ? data : '');
         try {
           session?.handle(typeof data === 'string' ? data : new Uint8Array(0));
         } catch (error) {
@@ -123,6 +146,7 @@ export function createApp(deps: AppDeps): Hono {
         }
       },
       onClose: (evt: CloseEvent) => {
+        recorder?.close();
         void session?.close(evt.code);
       },
       onError: () => {

@@ -42,6 +42,8 @@ const Env = v.object({
   MONITOR_EXPECT: envOptionalString,
   /** Sent as `Authorization: Bearer` when AUTH_MODE is on (AUTH_TOKEN is used in token mode when unset). */
   MONITOR_TOKEN: envOptionalString,
+  /** Node: a directory where each session's frames are dumped as JSON lines (unset: no dumps). */
+  DUMP_DIR: envOptionalString,
 });
 
 export interface Config {
@@ -68,6 +70,8 @@ export interface Config {
   auth: AuthConfig;
   /** The in-process synthetic monitor (MONITOR_*); off at intervalMs 0. */
   monitor: MonitorConfig;
+  /** Node: where session dumps are written; undefined when sessions are not dumped. */
+  dumpDir: string | undefined;
   /** Configured providers in priority order, ready to be built with the runtime's deps. */
   providers: { name: string; create: (deps: ProviderDeps) => Provider }[];
   /** The variable to set when no provider is configured. */
@@ -216,6 +220,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
         expect: output.MONITOR_EXPECT?.split(/[\s,]+/).filter(Boolean) ?? [],
         token: output.MONITOR_TOKEN ?? (auth.config.mode === 'token' ? auth.config.token : undefined),
       },
+      dumpDir: output.DUMP_DIR,
       providers,
       missingProviderHint: modules.map((m) => m.keyVariable).join(' or '),
       knownProviders: modules.map((m) => ({ name: m.name, keyVariable: m.keyVariable })),

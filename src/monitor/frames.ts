@@ -3,6 +3,7 @@
  * `npm run monitor` and the in-process monitor, which differ only in what they do with the
  * answers.
  */
+import * as v from 'valibot';
 import { portableBase64 } from '../util/base64.ts';
 
 /** One frame to send, `delayMs` after the previous one. */
@@ -33,25 +34,56 @@ export function audioFrames(bytes: Uint8Array, name: string, tag = 'cli-0'): Fra
     }
     return { ok: true, frames };
   }
-  const lines = new TextDecoder().decode(bytes).split('\n');
-  const frames: TimedFrame[] = [];
-  let previous: number | undefined;
+  const records = parseCapture(new TextDecoder().decode(bytes), name);
+  if (!records.ok) return records;
+  const frames = pacedFrames(records.records);
+  if (frames.length === 0) return { ok: false, reason: `${name}: no frames sent by a client in it` };
+  return { ok: true, frames };
+}
+
+const CaptureLine = v.object({
+  timestamp: v.number(),
+  direction: v.optional(v.picklist(['incoming', 'outgoing']), 'incoming'),
+  data: v.string(),
+});
+
+/**
+ * One line of a capture or session dump: `{"timestamp":<epoch ms>,"direction"?:"incoming"|
+ * "outgoing","data":"<frame>"}` (test/fixtures/two-speakers.jsonl, and what DUMP_DIR writes).
+ */
+export type CaptureRecord = v.InferOutput<typeof CaptureLine>;
+
+/** The records of a capture's text, in file order; a bad line is a reason naming it. */
+export function parseCapture(text: string, name: string): { ok: true; records: CaptureRecord[] } | { ok: false; reason: string } {
+  const records: CaptureRecord[] = [];
+  const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
-    if (!line) continue;
-    let record: { timestamp?: unknown; data?: unknown };
+    if (line.trim() === '') continue;
+    let json: unknown;
     try {
-      record = JSON.parse(line) as typeof record;
+      json = JSON.parse(line);
     } catch {
-      return { ok: false, reason: `${name}:${i + 1}: neither an Ogg Opus file nor a capture of JSON lines ({"timestamp":…,"data":"…"})` };
+      return { ok: false, reason: `${name}:${i + 1}: not JSON; a capture has one {"timestamp":…,"data":"…"} per line` };
     }
-    const { timestamp, data } = record ?? {};
-    if (typeof timestamp !== 'number' || typeof data !== 'string') {
-      return { ok: false, reason: `${name}:${i + 1}: a capture line needs a numeric "timestamp" and a string "data" (the frame sent)` };
+    const parsed = v.safeParse(CaptureLine, json);
+    if (!parsed.success) {
+      return { ok: false, reason: `${name}:${i + 1}: a capture line needs a numeric "timestamp" and a string "data" (the frame), "direction" incoming or outgoing` };
     }
-    frames.push({ delayMs: previous === undefined ? 0 : timestamp - previous, frame: data });
-    previous = timestamp;
+    records.push(parsed.output);
   }
-  if (frames.length === 0) return { ok: false, reason: `${name}: empty` };
-  return { ok: true, frames };
+  if (records.length === 0) return { ok: false, reason: `${name}: empty` };
+  return { ok: true, records };
+}
+
+/** The frames the client sent, each `delayMs` after the previous one (a dump's answers are left out). */
+export function pacedFrames(records: CaptureRecord[]): TimedFrame[] {
+  let previous: number | undefined;
+  return records
+    .filter((r) => r.direction === 'incoming')
+    .map((r) => {
+      const delayMs = previous === undefined ? 0 : Math.max(0, r.timestamp - previous);
+      previous = r.timestamp;
+      return { delayMs, frame: r.data };
+    });
 }

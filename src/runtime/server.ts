@@ -6,6 +6,7 @@ import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { createMetrics, type Metrics } from '../metrics.ts';
 import type { SocketConnector } from '../net.ts';
+import type { RecorderFactory } from '../session/ports.ts';
 import type { Runtime } from '../protocol/outbound.ts';
 import { PROVIDERS } from '../providers/registry.ts';
 import { localSessions } from '../session/local.ts';
@@ -69,6 +70,8 @@ export interface ServerAdapter<W extends InboundWebSockets = InboundWebSockets> 
   readTextFile(path: string): string;
   /** Reads a binary file (MONITOR_FILE). */
   readFile(path: string): Uint8Array;
+  /** Session dumps into `dir` (DUMP_DIR); absent where the runtime does not write files (Deno). */
+  dumps?(dir: string, log: Logger): RecorderFactory;
   /** Serves `app` (whose upgrades are `sockets`'); a listen failure rejects with `listenFailure`'s one line. */
   listen(app: Hono, sockets: W, at: { host: string; port: number }, log: Logger): Promise<Listening>;
 }
@@ -183,6 +186,11 @@ export async function startServer<W extends InboundWebSockets>(adapter: ServerAd
   const sockets = adapter.webSockets({ maxPayload: Math.max(config.maxMessageBytes * 16, 16 << 20) });
   const sinks = trackSinks(webSocketDispatcherSinks({ config: config.dispatcher, connector, log, metrics, timers }), timers);
   const sessions = localSessions({ config, codec: adapter.codec, connector, base64: adapter.base64, log, metrics, timers });
+  let recorders: RecorderFactory | undefined;
+  if (config.dumpDir !== undefined) {
+    if (adapter.dumps) recorders = adapter.dumps(config.dumpDir, log);
+    else log.warn(`DUMP_DIR is set but sessions are dumped on Node only; no dumps on ${adapter.runtime}`);
+  }
   const app = createApp({
     config,
     runtime: adapter.runtime,
@@ -192,6 +200,7 @@ export async function startServer<W extends InboundWebSockets>(adapter: ServerAd
     sessions,
     sinks: sinks.factory,
     dispatcherAvailable: config.dispatcher.wsUrl !== undefined,
+    recorders,
   });
   const listening = await adapter.listen(app, sockets, config, log);
   logListening(log, config, listening.port);

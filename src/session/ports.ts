@@ -46,6 +46,20 @@ export interface SessionInfo {
 /** Sinks besides the client socket for one session, e.g. the dispatcher when it asks for it. */
 export type SinkFactory = (session: SessionInfo) => TranscriptSink[];
 
+/**
+ * A record of one client socket's frames, both ways, in order (DUMP_DIR on Node): the session
+ * as a replay or a mix can read it back (scripts/replay.ts, scripts/mix.ts).
+ */
+export interface SocketRecorder {
+  received(frame: string): void;
+  sent(frame: string): void;
+  /** The socket closed: flush and release. */
+  close(): void;
+}
+
+/** The recorder of a session's socket, or undefined when sessions are not recorded. */
+export type RecorderFactory = (session: SessionInfo) => SocketRecorder | undefined;
+
 /** The `info` fields the app knows; the session adds its provider and sessionId. */
 export type InfoBase = Omit<InfoMessage, 'event' | 'provider' | 'sessionId'>;
 

@@ -52,6 +52,15 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
     expect(await res.json()).toMatchObject({ status: 'ok', runtime, providers: ['openai'] });
   });
 
+  it('serves the caption page at /', async () => {
+    const res = await fetch(`${app.origin}/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/html; charset=UTF-8');
+    const html = await res.text();
+    expect(html).toContain('<main id="captions" aria-live="polite"');
+    expect(html).toContain("new URL('transcribe?'");
+  });
+
   it('answers 426 without an upgrade, 404 elsewhere, and 400 with a one-line reason for bad parameters', async () => {
     expect((await fetch(`${app.origin}/transcribe`)).status).toBe(426);
     expect((await fetch(`${app.origin}/elsewhere`)).status).toBe(404);

@@ -5,6 +5,7 @@ import { serve } from '@hono/node-server';
 import { listenFailure, sharedCodec, type ServerAdapter } from '../server.ts';
 import { nodeBase64 } from './base64.ts';
 import { nodeConnector } from './connector.ts';
+import { fileRecorders } from './dumps.ts';
 import { loadOpusModule } from './wasm.ts';
 import { createNodeWebSocket } from './websocket.ts';
 
@@ -19,6 +20,7 @@ export const nodeAdapter: ServerAdapter<NodeWebSockets> = {
   webSockets: (options) => createNodeWebSocket(options),
   readTextFile: (path) => readFileSync(path, 'utf8'),
   readFile: (path) => new Uint8Array(readFileSync(path)),
+  dumps: fileRecorders,
   async listen(app, sockets, at) {
     const server = await new Promise<Server>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, port: at.port, hostname: at.host }, () => resolve(s as Server));

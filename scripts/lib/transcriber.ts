@@ -1,0 +1,43 @@
+/** The command-line tools' socket to /transcribe: opened, its messages printed as captions. */
+import WebSocket from 'ws';
+import { CaptionPrinter } from './captions.ts';
+
+export const DEFAULT_URL = 'ws://localhost:8080/transcribe?sessionId=cli&sendBack=true&sendBackInterim=true';
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Opens `url`; resolves once open. A refusal (its status and body) or an unreachable server
+ * is printed as one line and exits 1; the socket's close prints its code and exits 0.
+ */
+export function openTranscriber(url: string, printer = new CaptionPrinter(process.stdout, process.stderr)): Promise<WebSocket> {
+  const ws = new WebSocket(url);
+  ws.on('unexpected-response', (_req, res) => {
+    let body = '';
+    res.on('data', (d: Buffer) => (body += d.toString()));
+    res.on('end', () => {
+      console.error(`refused: HTTP ${res.statusCode} ${body}`);
+      process.exit(1);
+    });
+  });
+  ws.on('error', (err) => {
+    console.error(`cannot connect to ${url}: ${err.message}`);
+    process.exit(1);
+  });
+  ws.on('message', (data) => printer.show(data.toString()));
+  ws.on('close', (code, reason) => {
+    printer.line(process.stdout, `closed ${code} ${reason.toString()}`);
+    process.exit(0);
+  });
+  return new Promise((resolve) => ws.once('open', () => resolve(ws)));
+}
+
+/**
+ * The end of a client's audio: a `stop` for each tag (so its last utterance is committed at
+ * once rather than at the idle commit), then `tailMs` for the finals, then a normal close.
+ */
+export async function finish(ws: WebSocket, tags: string[], tailMs: number): Promise<void> {
+  for (const tag of tags) ws.send(JSON.stringify({ event: 'stop', stop: { tag } }));
+  await sleep(tailMs);
+  ws.close(1000, 'done');
+}
