@@ -85,7 +85,9 @@ ws.on('error', (err) => {
   console.error(`cannot connect to ${url}: ${err.message}`);
   process.exit(1);
 });
+let lastMessageAt = Date.now();
 ws.on('message', (data) => {
+  lastMessageAt = Date.now();
   const msg = JSON.parse(data.toString()) as {
     event: string;
     is_interim?: boolean;
@@ -112,7 +114,11 @@ ws.on('open', async () => {
     if (delay > 0) await sleep(delay);
     ws.send(frame);
   }
-  // Finals of the last utterance follow the idle commit (FORCE_COMMIT_TIMEOUT).
-  await sleep(8000);
+  // `stop` asks for the last finals of an Ogg stream's tag at once (a capture carries its own
+  // ends); they come within FINISH_TIMEOUT_MS, or later from a `local` recogniser still
+  // catching up (it sends interims meanwhile). Closes after 10 s without a message.
+  if (toSend[0]?.[1].includes('"cli-0"')) ws.send(JSON.stringify({ event: 'stop', stop: { tag: 'cli-0' } }));
+  lastMessageAt = Math.max(lastMessageAt, Date.now());
+  while (Date.now() - lastMessageAt < 10_000) await sleep(500);
   ws.close(1000, 'done');
 });

@@ -2,7 +2,7 @@ import * as v from 'valibot';
 import type { LogLevel } from './log.ts';
 import type { ProviderDeps, Provider, ProviderModule } from './providers/provider.ts';
 import { toWebSocketScheme } from './net.ts';
-import { envBool, envInt, envJson, envNumber, envString, parseEnvWith, urlString } from './util/env-schema.ts';
+import { envBool, envInt, envJson, envNumber, envOptionalString, envString, parseEnvWith, urlString } from './util/env-schema.ts';
 
 const Env = v.object({
   /** 0 picks a free port (tests, launchers). */
@@ -33,6 +33,10 @@ const Env = v.object({
   DRAIN_TIMEOUT_MS: envInt(10_000, 0, 600_000),
   /** How long a session whose client went away waits for it to come back with the same sessionId (0: never). */
   RESUME_GRACE_MS: envInt(15_000, 0, 600_000),
+  /** `local` provider: recognisers (one worker thread each) at once in this process (0: no limit). */
+  LOCAL_MAX_STREAMS: envInt(2, 0, 1_000),
+  /** `local` provider: a directory holding en-us/ (acoustic model), en-us.lm.bin and cmudict-en-us.dict; the npm package's model when unset. */
+  LOCAL_MODEL_DIR: envOptionalString,
 });
 
 export interface Config {
@@ -55,8 +59,14 @@ export interface Config {
   drainTimeoutMs: number;
   /** How long a session outlives its client's socket, for a client that reconnects with its sessionId (0: never). */
   resumeGraceMs: number;
-  /** Configured providers in priority order, ready to be built with the runtime's deps. */
-  providers: { name: string; create: (deps: ProviderDeps) => Provider }[];
+  /**
+   * Configured providers in priority order, ready to be built with the runtime's deps.
+   * `failover`: a participant whose provider fails may move to this one (`local` only when
+   * PROVIDERS_PRIORITY names it: nobody paying for a cloud provider expects PocketSphinx's text).
+   */
+  providers: { name: string; create: (deps: ProviderDeps) => Provider; failover: boolean }[];
+  /** The `local` provider's recognisers (Node, Deno): how many at once, and the model's directory. */
+  local: { maxStreams: number; modelDir: string | undefined };
   /** The variable to set when no provider is configured. */
   missingProviderHint: string;
   /** Every provider the proxy knows (the registry), configured or not, with the variable that switches it on. */
@@ -162,7 +172,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
   const providers = loaded
     .filter((l) => l.create)
     .sort((a, b) => rank(a.module.name) - rank(b.module.name))
-    .map((l) => ({ name: l.module.name, create: l.create! }));
+    .map((l) => ({ name: l.module.name, create: l.create!, failover: l.module.name !== 'local' || env.PROVIDERS_PRIORITY !== undefined && priority.includes('local') }));
 
   return {
     ok: true,
@@ -184,7 +194,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
       drainTimeoutMs: output.DRAIN_TIMEOUT_MS,
       resumeGraceMs: output.RESUME_GRACE_MS,
       providers,
-      missingProviderHint: modules.map((m) => m.keyVariable).join(' or '),
+      local: { maxStreams: output.LOCAL_MAX_STREAMS, modelDir: output.LOCAL_MODEL_DIR },
+      missingProviderHint: modules.map((m) => m.enableHint ?? m.keyVariable).join(' or '),
       knownProviders: modules.map((m) => ({ name: m.name, keyVariable: m.keyVariable })),
     },
   };

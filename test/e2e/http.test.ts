@@ -35,7 +35,7 @@ describe('HTTP', () => {
     const before = proxy.fake.connections.length;
     const res = await fetch(proxy.url('/health'));
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ status: 'ok', runtime: 'node', providers: ['openai'] });
+    expect(await res.json()).toMatchObject({ status: 'ok', runtime: 'node', providers: ['openai', 'local'] });
     expect(proxy.fake.connections.length).toBe(before);
   });
 
@@ -67,7 +67,7 @@ describe('HTTP', () => {
     ['sessionId=x', 'no output: set sendBack=true (and sendBackInterim=true for interims) or useDispatcher=true'],
     ['sessionId=x&sendBack=maybe', 'sendBack must be true or false (or 1, 0, yes, no, on, off), got "maybe"'],
     ['sendBack=true&transcribe=false', 'transcribe must be "true"'],
-    ['sendBack=true&provider=whisper', 'provider "whisper" is unknown; known providers: openai, deepgram, gemini'],
+    ['sendBack=true&provider=whisper', 'provider "whisper" is unknown; known providers: openai, deepgram, gemini, local'],
     ['sendBack=true&provider=gemini', 'provider "gemini" is not configured: set GEMINI_API_KEY (configured: openai)'],
     ['sendBack=true&encoding=mp3', 'encoding must be opus or ogg-opus'],
     ['sendBack=true&lang=english!', 'lang must be'],

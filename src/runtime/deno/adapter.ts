@@ -1,6 +1,7 @@
 import { listenFailure, sharedCodec, type ServerAdapter } from '../server.ts';
 import { denoBase64 } from './base64.ts';
 import { denoConnector } from './connector.ts';
+import { denoLocalRecognizer } from './local.ts';
 import { loadOpusModule } from './wasm.ts';
 import { createDenoWebSocket } from './websocket.ts';
 
@@ -12,6 +13,7 @@ export const denoAdapter: ServerAdapter<ReturnType<typeof createDenoWebSocket>> 
   codec: sharedCodec(loadOpusModule),
   // Deno.upgradeWebSocket has no frame limit to set; the session's MAX_MESSAGE_BYTES applies.
   webSockets: () => createDenoWebSocket(),
+  localRecognizer: denoLocalRecognizer,
   async listen(app, _sockets, at, log) {
     const server = await new Promise<Deno.HttpServer<Deno.NetAddr>>((resolve, reject) => {
       // onListen replaces Deno's own "Listening on" line, which would break JSON-lines stdout.

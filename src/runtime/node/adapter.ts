@@ -4,6 +4,7 @@ import { serve } from '@hono/node-server';
 import { listenFailure, sharedCodec, type ServerAdapter } from '../server.ts';
 import { nodeBase64 } from './base64.ts';
 import { nodeConnector } from './connector.ts';
+import { nodeLocalRecognizer } from './local.ts';
 import { loadOpusModule } from './wasm.ts';
 import { createNodeWebSocket } from './websocket.ts';
 
@@ -16,6 +17,7 @@ export const nodeAdapter: ServerAdapter<NodeWebSockets> = {
   base64: nodeBase64,
   codec: sharedCodec(loadOpusModule),
   webSockets: (options) => createNodeWebSocket(options),
+  localRecognizer: nodeLocalRecognizer,
   async listen(app, sockets, at) {
     const server = await new Promise<Server>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, port: at.port, hostname: at.host }, () => resolve(s as Server));
