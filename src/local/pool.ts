@@ -67,8 +67,9 @@ export function recognizerPool(options: PoolOptions): LocalRecognizer {
       );
     });
 
-  const release = (slot: Slot) => {
-    if (slot.dead || closed) return slot.worker.terminate();
+  /** `busy`: the worker still has audio of the stream that ends; it is ended rather than kept (its results would reach the next stream). */
+  const release = (slot: Slot, busy = false) => {
+    if (slot.dead || closed || busy) return slot.worker.terminate();
     slot.worker.post({ type: 'reset' });
     slot.route = () => {};
     slot.died = () => {};
@@ -123,11 +124,12 @@ export function recognizerPool(options: PoolOptions): LocalRecognizer {
     let writtenMs = 0;
     let doneMs = 0;
     let open = true;
+    let unanswered = 0;
     const end = () => {
       if (!open) return;
       open = false;
       streams--;
-      release(slot);
+      release(slot, writtenMs - doneMs > 1 || unanswered > 0);
     };
     slot.route = (m) => {
       switch (m.type) {
@@ -138,6 +140,7 @@ export function recognizerPool(options: PoolOptions): LocalRecognizer {
           events.hypothesis(m.text, m.final, m.endMs);
           break;
         case 'flushed':
+          unanswered--;
           events.flushed();
           break;
         case 'failed':
@@ -159,7 +162,9 @@ export function recognizerPool(options: PoolOptions): LocalRecognizer {
         slot.worker.post({ type: 'audio', pcm: copy }, [copy]);
       },
       endUtterance() {
-        if (open) slot.worker.post({ type: 'flush' });
+        if (!open) return;
+        unanswered++;
+        slot.worker.post({ type: 'flush' });
       },
       get pendingMs() {
         return Math.max(0, writtenMs - doneMs);
