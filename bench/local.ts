@@ -112,4 +112,7 @@ for (const n of STREAMS) {
   if (!keepsUp) break;
 }
 await recognizer.close();
-console.log(`  one process keeps up with ${best} local stream(s) on this machine (LOCAL_MAX_STREAMS defaults to 2)`);
+console.log(`  one process kept up with ${best} local stream(s) here, measured (LOCAL_MAX_STREAMS defaults to 2)`);
+console.log(
+  `  CPU bound: ${availableParallelism()} cores x ${psxRealTime.toFixed(2)}x real time = ${(availableParallelism() * psxRealTime).toFixed(1)} streams on an otherwise idle machine`,
+);

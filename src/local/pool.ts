@@ -39,6 +39,8 @@ export function recognizerPool(options: PoolOptions): LocalRecognizer {
   let closed = false;
   /** After prewarm(): one idle worker is kept however long no stream comes. */
   let keepOne = false;
+  /** The prewarmed worker while it loads: the first stream takes it rather than starting another. */
+  let warming: Promise<Slot> | undefined;
 
   const newSlot = (): Promise<Slot> =>
     new Promise((resolve, reject) => {
@@ -69,10 +71,11 @@ export function recognizerPool(options: PoolOptions): LocalRecognizer {
 
   /** `busy`: the worker still has audio of the stream that ends; it is ended rather than kept (its results would reach the next stream). */
   const release = (slot: Slot, busy = false) => {
-    if (slot.dead || closed || busy) return slot.worker.terminate();
-    slot.worker.post({ type: 'reset' });
+    // Nothing it says or suffers from now on concerns the stream that used it.
     slot.route = () => {};
     slot.died = () => {};
+    if (slot.dead || closed || busy) return slot.worker.terminate();
+    slot.worker.post({ type: 'reset' });
     idle.push(slot);
     slot.idleTimer = options.timers.setTimeout(() => {
       const at = idle.indexOf(slot);
@@ -85,10 +88,18 @@ export function recognizerPool(options: PoolOptions): LocalRecognizer {
   return {
     prewarm() {
       keepOne = true;
-      if (closed || idle.length) return;
-      newSlot().then(
-        (slot) => (closed ? slot.worker.terminate() : release(slot)),
-        () => {}, // the first stream will meet (and report) the same failure
+      if (closed || idle.length || warming) return;
+      const loading = newSlot();
+      warming = loading;
+      loading.then(
+        (slot) => {
+          if (warming !== loading) return; // a stream took it
+          warming = undefined;
+          release(slot);
+        },
+        () => {
+          if (warming === loading) warming = undefined; // the first stream will meet (and report) the same failure
+        },
       );
     },
     get streams() {
@@ -104,7 +115,9 @@ export function recognizerPool(options: PoolOptions): LocalRecognizer {
       try {
         const warm = idle.pop();
         if (warm) options.timers.clearTimeout(warm.idleTimer);
-        slot = warm ?? (await newSlot());
+        const loading = warm ? undefined : warming;
+        warming = undefined;
+        slot = warm ?? (await (loading ?? newSlot()));
       } catch (error) {
         streams--;
         throw error;
@@ -157,7 +170,10 @@ export function recognizerPool(options: PoolOptions): LocalRecognizer {
     return {
       write(pcm) {
         if (!open) return;
-        const copy = pcm.slice().buffer as ArrayBuffer;
+        // A fresh buffer of its own, transferred: `pcm` may be a view into WASM memory or a
+        // Node Buffer (whose slice() is a view too, and whose pool a transfer would detach).
+        const copy = new ArrayBuffer(pcm.length);
+        new Uint8Array(copy).set(pcm);
         writtenMs += (pcm.length / 2 / LOCAL_SAMPLE_RATE) * 1000;
         slot.worker.post({ type: 'audio', pcm: copy }, [copy]);
       },
