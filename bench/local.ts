@@ -7,7 +7,8 @@
  *   - RSS per stream: the process's resident memory with N recognisers loaded and running,
  *     over N;
  *   - how many streams one process keeps up with: N streams fed at real-time pace through the
- *     same worker pool the server uses, N raised until one of them falls more than 1 s behind.
+ *     same worker pool the server uses, N raised until the worst backlog grows over the second
+ *     half of the step by more than 10 % of its length.
  * The audio is samples/speech.ogg decoded with the project's codec, looped.
  *
  *   npm run bench:local
@@ -87,7 +88,7 @@ const recognizer = await nodeLocalRecognizer({ maxStreams: 0, modelDir: MODEL_DI
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const baseRss = process.memoryUsage().rss;
 console.log(`\n  ${availableParallelism()} cores; streams fed at real-time pace for ${SECONDS} s each step`);
-console.log('  streams  RSS MB/stream  worst lag at end (s)  keeps up');
+console.log('  streams  RSS MB/stream  worst lag at half, at end (s)  keeps up');
 let best = 0;
 for (const n of STREAMS) {
   const streams = await Promise.all(
@@ -95,7 +96,9 @@ for (const n of STREAMS) {
   );
   const began = performance.now();
   let frame = 0;
+  let lagAtHalf: number | undefined;
   while (performance.now() - began < SECONDS * 1000) {
+    if (lagAtHalf === undefined && performance.now() - began >= (SECONDS * 1000) / 2) lagAtHalf = Math.max(...streams.map((s) => s.pendingMs)) / 1000;
     const at = (frame * FRAME_BYTES) % (pcm.length - FRAME_BYTES);
     for (const s of streams) s.write(pcm.subarray(at, at + FRAME_BYTES));
     frame++;
@@ -104,9 +107,11 @@ for (const n of STREAMS) {
   }
   const rss = (process.memoryUsage().rss - baseRss) / 1e6 / n;
   const lag = Math.max(...streams.map((s) => s.pendingMs)) / 1000;
-  const keepsUp = lag < 1;
+  // Keeping up: the backlog does not grow over the second half (a constant one is the start's:
+  // the engine's code is compiled by the first audio).
+  const keepsUp = lag - (lagAtHalf ?? 0) < 0.1 * (SECONDS / 2);
   if (keepsUp) best = n;
-  console.log(`  ${String(n).padStart(7)}  ${rss.toFixed(0).padStart(13)}  ${lag.toFixed(2).padStart(20)}  ${keepsUp ? 'yes' : 'NO'}`);
+  console.log(`  ${String(n).padStart(7)}  ${rss.toFixed(0).padStart(13)}  ${`${(lagAtHalf ?? 0).toFixed(2)}, ${lag.toFixed(2)}`.padStart(30)}  ${keepsUp ? 'yes' : 'NO'}`);
   for (const s of streams) s.close();
   await sleep(500);
   if (!keepsUp) break;

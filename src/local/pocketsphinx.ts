@@ -6,7 +6,7 @@
 
 /** What Emscripten's glue (wasm/pocketsphinx.mjs) exposes, as far as we use it. */
 export interface PocketSphinxModule {
-  FS: { mkdir(path: string): void; writeFile(path: string, data: Uint8Array): void };
+  FS: { mkdir(path: string): void; writeFile(path: string, data: Uint8Array): void; unlink(path: string): void };
   HEAPU8: Uint8Array;
   UTF8ToString(ptr: number): string;
   _psx_create(hmm: number, lm: number, dict: number): number;
@@ -67,6 +67,10 @@ export class PocketSphinx {
     m.FS.writeFile('/model/dictionary', model.dictionary);
     const ps = m._psx_create(cString(m, '/model/acoustic'), cString(m, '/model/lm.bin'), cString(m, '/model/dictionary'));
     if (ps === 0) throw new Error('PocketSphinx could not load the model (a file is missing or malformed)');
+    // The decoder has read everything (-mmap no): the files' copies would only cost memory.
+    for (const name of Object.keys(model.acoustic)) m.FS.unlink(`/model/acoustic/${name}`);
+    m.FS.unlink('/model/lm.bin');
+    m.FS.unlink('/model/dictionary');
     return new PocketSphinx(m, ps, m._psx_malloc(CHUNK_SAMPLES * 2));
   }
 
