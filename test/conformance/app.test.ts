@@ -61,7 +61,7 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
     for (const [query, reason] of [
       ['sessionId=x', 'no output: set sendBack=true (and sendBackInterim=true for interims) or useDispatcher=true'],
       ['sendBack=true&provider=nope', `provider "nope" is unknown; known providers: ${known}`],
-      ['sendBack=true&provider=gemini', 'provider "gemini" is not configured: set GEMINI_API_KEY (configured: openai)'],
+      ['sendBack=true&provider=gemini', `provider "gemini" is not configured: set GEMINI_API_KEY (configured: ${providers.join(', ')})`],
       ['sendBack=true&encoding=mp3', 'encoding must be opus or ogg-opus (got "mp3")'],
       // Every problem at once, on one line.
       [
