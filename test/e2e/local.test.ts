@@ -10,7 +10,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestClient } from '../helpers/client.ts';
+import { TestClient } from '../helpers/client.ts';
+import { ENTRIES } from '../helpers/entries.ts';
 import { manifest, SPEECH_OGG_PATH, sharedFixture, sharedFixtures, skipNote } from '../helpers/fixtures.ts';
 import { startProviderServer, type ProviderServer } from '../helpers/provider-server.ts';
 import { until } from '../helpers/wait.ts';
@@ -155,4 +156,25 @@ describe('local provider at its LOCAL_MAX_STREAMS', () => {
     await client.waitFor(() => client.results().some((m) => m.participant.tag === 'first-1' && !m.is_interim), 'a final of the first stream', 120_000);
     await client.close();
   }, 180_000);
+});
+
+describe('local provider on Deno (a Web Worker per stream)', () => {
+  it('transcribes samples/speech.ogg with no key configured', async () => {
+    const entry = await ENTRIES.deno({ FINISH_TIMEOUT_MS: '60000', LOG_LEVEL: 'info' });
+    const client = await TestClient.connect(`ws://127.0.0.1:${entry.port}/transcribe?sessionId=deno-local&sendBack=true`);
+    try {
+      await client.waitFor(() => client.messages.length > 0, 'info');
+      expect(client.messages[0]).toMatchObject({ runtime: 'deno', provider: 'local', providersAvailable: ['local'] });
+      streamOgg(client, 'deno-1', new Uint8Array(readFileSync(SPEECH_OGG_PATH)));
+      // The sample's four sentences, each ended by the recogniser's speech detector or the stop.
+      await client.waitFor(() => finalText(client, 'deno-1').split(' ').length >= 20, 'finals for the whole sample', 150_000);
+      const wer = wordErrorRate(manifest.speech.sentences.map((s) => s.text).join(' '), finalText(client, 'deno-1'));
+      console.log(`local provider WER on samples/speech.ogg under Deno: ${wer.toFixed(3)}`);
+      expect(wer).toBeLessThan(SAMPLE_MAX_WER);
+    } finally {
+      await client.close();
+      entry.signal('SIGTERM');
+      await entry.exited;
+    }
+  }, 200_000);
 });
