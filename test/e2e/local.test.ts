@@ -24,8 +24,12 @@ if (missing) skipNote(import.meta.url, 'the local provider on synthesized speech
 const FLITE_MAX_WER = 0.6;
 /** samples/speech.ogg (flite's rms, 16 kb/s): measured 0.33. */
 const SAMPLE_MAX_WER = 0.5;
-/** ../shared/fixtures/speech-10s.ogg (a real recording at a low bitrate, hard for PocketSphinx): measured 0.625. */
-const SHARED_MAX_WER = 0.85;
+/**
+ * ../shared/fixtures/speech-10s.ogg (a real recording at a low bitrate, hard for PocketSphinx):
+ * measured 0.625 to 0.81 over runs (where its speech detector splits utterances depends on how
+ * the audio reached it: all queued at once, or frame by frame).
+ */
+const SHARED_MAX_WER = 0.9;
 
 /** Ogg Opus bytes as a media server sends them: 200-byte slices, no pacing. */
 function streamOgg(client: TestClient, tag: string, ogg: Uint8Array): void {
