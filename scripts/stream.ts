@@ -20,7 +20,11 @@ import { MIC_RATE, NO_RECORDER, record, recorder } from './lib/microphone.ts';
 import { DEFAULT_URL, finish, openTranscriber, sleep } from './lib/transcriber.ts';
 
 const USAGE = 'usage: npm run stream -- FILE.ogg|CAPTURE.jsonl [ws://host:port/transcribe?...]\n       npm run stream -- --mic [ws://host:port/transcribe?...]';
-/** Finals of the last utterance follow its stop within FINISH_TIMEOUT_MS (5 s by default). */
+/**
+ * Finals of the last utterance follow its stop within FINISH_TIMEOUT_MS (5 s by default), or
+ * later from a `local` recogniser still catching up, which sends interims meanwhile: the tools
+ * close after this long without a message.
+ */
 const TAIL_MS = 6_000;
 
 /** The frames to send (the same as `npm run monitor` sends). */

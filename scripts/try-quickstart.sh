@@ -2,10 +2,12 @@
 # Runs the README's quick start as a new user would: a fresh clone with nothing beside it,
 # then each command of the first ```sh block under "## Quick start", in order. Run by CI.
 #
-# Two things differ from a user's machine, and only these: the key written to .env is a fake
-# OpenAI's (test/fakes/serve.ts, on 127.0.0.1), with OPENAI_BASE_URL pointing at it, since
-# the real service is out of reach; and `npm start` runs in the background until the end.
-# The run fails unless `npm start` answers /health and `npm run stream` prints a final.
+# The quick start sets no key: `npm start` serves sessions with the built-in `local` provider
+# (PocketSphinx, no network), so this is also the end-to-end check of the no-key path. Should
+# the block write a key to .env, it becomes a fake OpenAI's (test/fakes/serve.ts, on
+# 127.0.0.1), with OPENAI_BASE_URL pointing at it, since the real service is out of reach.
+# `npm start` runs in the background until the end. The run fails unless `npm start` answers
+# /health and `npm run stream` prints a final.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 port=8080  # the README's

@@ -44,6 +44,10 @@ const Env = v.object({
   MONITOR_TOKEN: envOptionalString,
   /** Node: a directory where each session's frames are dumped as JSON lines (unset: no dumps). */
   DUMP_DIR: envOptionalString,
+  /** `local` provider: recognisers (one worker thread each) at once in this process (0: no limit). */
+  LOCAL_MAX_STREAMS: envInt(2, 0, 1_000),
+  /** `local` provider: a directory holding en-us/ (acoustic model), en-us.lm.bin and cmudict-en-us.dict; the npm package's model when unset. */
+  LOCAL_MODEL_DIR: envOptionalString,
 });
 
 export interface Config {
@@ -72,8 +76,14 @@ export interface Config {
   monitor: MonitorConfig;
   /** Node: where session dumps are written; undefined when sessions are not dumped. */
   dumpDir: string | undefined;
-  /** Configured providers in priority order, ready to be built with the runtime's deps. */
-  providers: { name: string; create: (deps: ProviderDeps) => Provider }[];
+  /**
+   * Configured providers in priority order, ready to be built with the runtime's deps.
+   * `failover`: a participant whose provider fails may move to this one (`local` only when
+   * PROVIDERS_PRIORITY names it: nobody paying for a cloud provider expects PocketSphinx's text).
+   */
+  providers: { name: string; create: (deps: ProviderDeps) => Provider; failover: boolean }[];
+  /** The `local` provider's recognisers (Node, Deno): how many at once, and the model's directory. */
+  local: { maxStreams: number; modelDir: string | undefined };
   /** The variable to set when no provider is configured. */
   missingProviderHint: string;
   /** Every provider the proxy knows (the registry), configured or not, with the variable that switches it on. */
@@ -191,7 +201,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
   const providers = loaded
     .filter((l) => l.create)
     .sort((a, b) => rank(a.module.name) - rank(b.module.name))
-    .map((l) => ({ name: l.module.name, create: l.create! }));
+    .map((l) => ({ name: l.module.name, create: l.create!, failover: l.module.name !== 'local' || env.PROVIDERS_PRIORITY !== undefined && priority.includes('local') }));
 
   return {
     ok: true,
@@ -222,7 +232,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
       },
       dumpDir: output.DUMP_DIR,
       providers,
-      missingProviderHint: modules.map((m) => m.keyVariable).join(' or '),
+      local: { maxStreams: output.LOCAL_MAX_STREAMS, modelDir: output.LOCAL_MODEL_DIR },
+      missingProviderHint: modules.map((m) => m.enableHint ?? m.keyVariable).join(' or '),
       knownProviders: modules.map((m) => ({ name: m.name, keyVariable: m.keyVariable })),
     },
   };

@@ -4,6 +4,9 @@ import { CaptionPrinter } from './captions.ts';
 
 export const DEFAULT_URL = 'ws://localhost:8080/transcribe?sessionId=cli&sendBack=true&sendBackInterim=true';
 
+/** When each socket last heard from the proxy: the tools close once it has gone quiet. */
+const lastMessageAt = new WeakMap<WebSocket, number>();
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
@@ -24,7 +27,10 @@ export function openTranscriber(url: string, printer = new CaptionPrinter(proces
     console.error(`cannot connect to ${url}: ${err.message}`);
     process.exit(1);
   });
-  ws.on('message', (data) => printer.show(data.toString()));
+  ws.on('message', (data) => {
+    lastMessageAt.set(ws, Date.now());
+    printer.show(data.toString());
+  });
   ws.on('close', (code, reason) => {
     printer.line(process.stdout, `closed ${code} ${reason.toString()}`);
     process.exit(0);
@@ -34,10 +40,13 @@ export function openTranscriber(url: string, printer = new CaptionPrinter(proces
 
 /**
  * The end of a client's audio: a `stop` for each tag (so its last utterance is committed at
- * once rather than at the idle commit), then `tailMs` for the finals, then a normal close.
+ * once rather than at the idle commit), then the finals until `quietMs` pass without a
+ * message, then a normal close.
  */
-export async function finish(ws: WebSocket, tags: string[], tailMs: number): Promise<void> {
+export async function finish(ws: WebSocket, tags: string[], quietMs: number): Promise<void> {
   for (const tag of tags) ws.send(JSON.stringify({ event: 'stop', stop: { tag } }));
-  await sleep(tailMs);
+  const stoppedAt = Date.now();
+  const quietSince = () => Math.max(stoppedAt, lastMessageAt.get(ws) ?? 0);
+  while (Date.now() - quietSince() < quietMs) await sleep(Math.min(500, quietMs));
   ws.close(1000, 'done');
 }

@@ -3,6 +3,7 @@ import type { PcmRate } from '../codec/pcm.ts';
 import type { InputEncoding } from '../protocol/inbound.ts';
 import type { Logger } from '../log.ts';
 import { ConnectError, type ConnectOptions, type HandshakeRefusal, type OutboundSocket, type SocketConnector } from '../net.ts';
+import type { LocalRecognizer } from '../local/engine.ts';
 import type { Base64Codec } from '../util/base64.ts';
 import { parseEnvWith } from '../util/env-schema.ts';
 import { maskSecret, secretRedactor } from '../util/redact.ts';
@@ -200,6 +201,8 @@ export interface ProviderDeps {
   connector: SocketConnector;
   base64: Base64Codec;
   timers: Timers;
+  /** The in-process recogniser of the `local` provider, where the runtime runs one (Node, Deno). */
+  localRecognizer?: LocalRecognizer;
 }
 
 /**
@@ -220,6 +223,8 @@ export interface ProviderDefinition<S extends v.GenericSchema, C> {
 export interface ProviderModule {
   readonly name: string;
   readonly keyVariable: string;
+  /** How to switch it on, for "not configured" answers; `keyVariable` when absent. */
+  readonly enableHint?: string;
   /** `create` is present when the provider is configured and its variables are valid. */
   load(env: Readonly<Record<string, string | undefined>>): { errors: string[]; create?: (deps: ProviderDeps) => Provider };
 }

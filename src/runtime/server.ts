@@ -8,7 +8,8 @@ import { createMetrics, type Metrics } from '../metrics.ts';
 import type { SocketConnector } from '../net.ts';
 import type { RecorderFactory } from '../session/ports.ts';
 import type { Runtime } from '../protocol/outbound.ts';
-import { PROVIDERS } from '../providers/registry.ts';
+import type { LocalRecognizer } from '../local/engine.ts';
+import { SERVER_PROVIDERS } from '../providers/registry.ts';
 import { localSessions } from '../session/local.ts';
 import { webSocketDispatcherSinks } from '../sinks/dispatcher/websocket.ts';
 import { trackSinks } from '../sinks/tracked.ts';
@@ -72,9 +73,27 @@ export interface ServerAdapter<W extends InboundWebSockets = InboundWebSockets> 
   readFile(path: string): Uint8Array;
   /** Session dumps into `dir` (DUMP_DIR); absent where the runtime does not write files (Deno). */
   dumps?(dir: string, log: Logger): RecorderFactory;
+  /**
+   * The `local` provider's recogniser, off the event loop (worker threads, Web Workers); a
+   * missing model or module rejects with a StartupError.
+   */
+  localRecognizer(options: LocalRecognizerOptions): Promise<LocalRecognizer>;
   /** Serves `app` (whose upgrades are `sockets`'); a listen failure rejects with `listenFailure`'s one line. */
   listen(app: Hono, sockets: W, at: { host: string; port: number }, log: Logger): Promise<Listening>;
 }
+
+export interface LocalRecognizerOptions {
+  /** LOCAL_MAX_STREAMS (0: no limit). */
+  maxStreams: number;
+  /** LOCAL_MODEL_DIR; the npm package's model when undefined. */
+  modelDir: string | undefined;
+  /** How long a freed recogniser stays loaded for the next stream. */
+  keepWarmMs: number;
+  timers: Timers;
+}
+
+/** A freed recogniser (its worker, ~100 MB) waits this long for the next stream: loading the model takes seconds. */
+const LOCAL_KEEP_WARM_MS = 60_000;
 
 /**
  * A start-up failure the operator fixes with a setting (busy port, bad host, missing WASM):
@@ -185,7 +204,12 @@ export async function startServer<W extends InboundWebSockets>(adapter: ServerAd
   // session (counted, the session goes on) rather than closing the socket with 1009.
   const sockets = adapter.webSockets({ maxPayload: Math.max(config.maxMessageBytes * 16, 16 << 20) });
   const sinks = trackSinks(webSocketDispatcherSinks({ config: config.dispatcher, connector, log, metrics, timers }), timers);
-  const sessions = localSessions({ config, codec: adapter.codec, connector, base64: adapter.base64, log, metrics, timers });
+  const localRecognizer = config.providers.some((p) => p.name === 'local')
+    ? await adapter.localRecognizer({ maxStreams: config.local.maxStreams, modelDir: config.local.modelDir, keepWarmMs: LOCAL_KEEP_WARM_MS, timers })
+    : undefined;
+  // The default provider: have a recogniser loaded before the first session asks.
+  if (config.providers[0]?.name === 'local') localRecognizer?.prewarm();
+  const sessions = localSessions({ config, codec: adapter.codec, connector, base64: adapter.base64, localRecognizer, log, metrics, timers });
   let recorders: RecorderFactory | undefined;
   if (config.dumpDir !== undefined) {
     if (adapter.dumps) recorders = adapter.dumps(config.dumpDir, log);
@@ -222,6 +246,7 @@ export async function startServer<W extends InboundWebSockets>(adapter: ServerAd
       // Any socket left: one accepted while the drain began.
       await sockets.closeAll();
       await listening.close();
+      await localRecognizer?.close();
       // Finals still on their way to the dispatcher get their drain before the process exits.
       await sinks.settled(config.finishTimeoutMs + config.dispatcher.drainTimeoutMs + 2_000);
     },
@@ -233,7 +258,7 @@ export async function startServer<W extends InboundWebSockets>(adapter: ServerAd
  * ConfigError listing every problem at once.
  */
 function loadServerConfig(env: ServerOptions['env']): Config {
-  const result = loadConfig(env, PROVIDERS);
+  const result = loadConfig(env, SERVER_PROVIDERS);
   if (!result.ok) throw new ConfigError(result.errors);
   if (result.config.useDispatcher && result.config.dispatcher.wsUrl === undefined) {
     throw new ConfigError(['DISPATCHER_WS_URL: required when USE_DISPATCHER is true (the dispatcher WebSocket endpoint)']);

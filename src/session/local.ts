@@ -2,6 +2,7 @@ import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { OpusCodec } from '../codec/opus.ts';
+import type { LocalRecognizer } from '../local/engine.ts';
 import type { SocketConnector } from '../net.ts';
 import { ProviderHealth } from '../providers/health.ts';
 import type { Provider } from '../providers/provider.ts';
@@ -24,6 +25,8 @@ export interface LocalSessionsDeps {
   codec: () => Promise<OpusCodec>;
   connector: SocketConnector;
   base64?: Base64Codec;
+  /** The `local` provider's recogniser, where the runtime runs one. */
+  localRecognizer?: LocalRecognizer;
   log: Logger;
   metrics: Metrics;
   timers?: Timers;
@@ -39,9 +42,10 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
   const timers = deps.timers ?? systemTimers;
   const health = new ProviderHealth();
   const providers = new Map<string, Provider>(
-    deps.config.providers.map((p) => [p.name, health.watch(p.create({ connector: deps.connector, base64, timers }))]),
+    deps.config.providers.map((p) => [p.name, health.watch(p.create({ connector: deps.connector, base64, timers, localRecognizer: deps.localRecognizer }))]),
   );
   const names = [...providers.keys()];
+  const failover = new Set(deps.config.providers.filter((p) => p.failover).map((p) => p.name));
   let sequence = 0;
   const idPrefix = crypto.randomUUID().slice(0, 8);
   const ctx: SessionContext = {
@@ -87,7 +91,9 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
 
   return {
     providers: names,
-    problems: () => health.problems(names),
+    // What sessions naming no provider can reach: the first and the ones they fail over to
+    // (`local` beside a refused key does not make the server healthy unless it is a failover target).
+    problems: () => health.problems(names.filter((name, i) => i === 0 || failover.has(name))),
     // Every session of the process counts until it has ended: those still delivering their last
     // finals, or waiting for their client to come back, hold provider streams too.
     atCapacity: () => {
@@ -112,7 +118,7 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
         // prepare() runs before every upgrade, so the codec is loaded by now.
         codec: codec!,
         provider: providers.get(params.provider)!,
-        fallbacks: names.filter((name) => name !== params.provider).map((name) => providers.get(name)!),
+        fallbacks: names.filter((name) => name !== params.provider && failover.has(name)).map((name) => providers.get(name)!),
         base64,
       });
       live.add(session);

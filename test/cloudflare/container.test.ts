@@ -124,7 +124,7 @@ describe('the Worker in front of the container', () => {
     expect(body).toMatchObject({ status: 'ok', runtime: 'workerd', providers: ['openai'] });
     expect(body.container).toMatchObject({ instance: '#health', state: 'healthy', answers: true });
     // The container's own /health: the Node server, with the provider the forwarded key enables.
-    expect(body.container.health).toMatchObject({ status: 'ok', runtime: 'node', providers: ['openai'] });
+    expect(body.container.health).toMatchObject({ status: 'ok', runtime: 'node', providers: ['openai', 'local'] });
     expect(body.container.env).toEqual(expect.arrayContaining(['OPENAI_API_KEY', 'OPENAI_BASE_URL', 'USE_DISPATCHER', 'PORT', 'LOG_LEVEL']));
     expect(body.container.env).not.toContain('DISPATCHER_QUEUE_LIMIT');
     expect(body.container.env).not.toContain('CONTAINER_URL_OVERRIDE');

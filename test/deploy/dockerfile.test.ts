@@ -86,7 +86,7 @@ describe('Dockerfile', () => {
         child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)));
       });
       const health = await fetch(`http://127.0.0.1:${port}/health`);
-      expect(await health.json()).toMatchObject({ status: 'ok', runtime: 'node', providers: ['openai'] });
+      expect(await health.json()).toMatchObject({ status: 'ok', runtime: 'node', providers: ['openai', 'local'] });
       // The WASM decoder loads before the first upgrade is accepted: `info` proves the path works.
       const client = await TestClient.connect(`ws://127.0.0.1:${port}/transcribe?sessionId=docker&sendBack=true`);
       await client.waitFor(() => client.messages.length > 0, 'info');

@@ -43,26 +43,26 @@ async function refusal(p: ProviderServer, query: string): Promise<{ status?: num
 describe('provider choice', () => {
   it('defaults to the first configured provider in PROVIDERS_PRIORITY and lists the configured ones', async () => {
     proxy = await startProviderServer({ ...KEYS, PROVIDERS_PRIORITY: 'gemini,deepgram,openai' });
-    expect(await info(proxy, 'sendBack=true')).toMatchObject({ event: 'info', provider: 'gemini', providersAvailable: ['gemini', 'deepgram'] });
-    expect(await info(proxy, 'sendBack=true&provider=deepgram')).toMatchObject({ provider: 'deepgram', providersAvailable: ['gemini', 'deepgram'] });
+    expect(await info(proxy, 'sendBack=true')).toMatchObject({ event: 'info', provider: 'gemini', providersAvailable: ['gemini', 'deepgram', 'local'] });
+    expect(await info(proxy, 'sendBack=true&provider=deepgram')).toMatchObject({ provider: 'deepgram', providersAvailable: ['gemini', 'deepgram', 'local'] });
     const health = (await fetch(proxy.url('/health')).then((r) => r.json())) as { providers: string[] };
-    expect(health.providers).toEqual(['gemini', 'deepgram']);
+    expect(health.providers).toEqual(['gemini', 'deepgram', 'local']);
   });
 
   it('follows the registry order (openai, deepgram, gemini, vosk) without PROVIDERS_PRIORITY', async () => {
     proxy = await startProviderServer(KEYS);
-    expect(await info(proxy, 'sendBack=true')).toMatchObject({ provider: 'deepgram', providersAvailable: ['deepgram', 'gemini'] });
+    expect(await info(proxy, 'sendBack=true')).toMatchObject({ provider: 'deepgram', providersAvailable: ['deepgram', 'gemini', 'local'] });
   });
 
   it('refuses an unknown or unconfigured provider with 400 before the upgrade, naming the known or the configured ones', async () => {
     proxy = await startProviderServer(KEYS);
     expect(await refusal(proxy, 'sendBack=true&provider=openai')).toEqual({
       status: 400,
-      body: 'provider "openai" is not configured: set OPENAI_API_KEY (configured: deepgram, gemini)',
+      body: 'provider "openai" is not configured: set OPENAI_API_KEY (configured: deepgram, gemini, local)',
     });
     expect(await refusal(proxy, 'sendBack=true&provider=whisper')).toEqual({
       status: 400,
-      body: 'provider "whisper" is unknown; known providers: openai, deepgram, gemini, vosk',
+      body: 'provider "whisper" is unknown; known providers: openai, deepgram, gemini, vosk, local',
     });
   });
 });

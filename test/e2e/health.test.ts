@@ -43,13 +43,13 @@ async function closedPort(): Promise<number> {
 
 describe('/health', () => {
   it('is degraded (503) with the variable to set when no provider is configured, and keeps its other fields', async () => {
-    const bare = await startProviderServer({});
+    const bare = await startProviderServer({ LOCAL_PROVIDER: 'false' });
     closers.push(() => bare.close());
     expect(await health(bare)).toEqual({
       status: 503,
       body: {
         status: 'degraded',
-        reasons: ['no speech-to-text provider is configured: set OPENAI_API_KEY or DEEPGRAM_API_KEY or GEMINI_API_KEY or VOSK_URL'],
+        reasons: ['no speech-to-text provider is configured: set OPENAI_API_KEY or DEEPGRAM_API_KEY or GEMINI_API_KEY or VOSK_URL or LOCAL_PROVIDER=true'],
         runtime: 'node',
         version: '0.1.0',
         providers: [],
@@ -65,7 +65,7 @@ describe('/health', () => {
     closers.push(() => proxy.close());
     proxy.fake.faults.echoKey = true;
     // Nothing tried yet: presumed usable, and asking does not touch the provider.
-    expect(await health(proxy)).toMatchObject({ status: 200, body: { status: 'ok', providers: ['openai'] } });
+    expect(await health(proxy)).toMatchObject({ status: 200, body: { status: 'ok', providers: ['openai', 'local'] } });
     expect(proxy.fake.handshakes).toBe(0);
 
     await attempt(proxy, 'first');
@@ -76,7 +76,7 @@ describe('/health', () => {
         status: 'degraded',
         reasons: ['openai: the API key was refused (OpenAI error invalid_api_key: Incorrect API key provided: ***. You can find your API key at https://platform.openai.com/account/api-keys.)'],
         runtime: 'node',
-        providers: ['openai'],
+        providers: ['openai', 'local'],
         sessions: 1,
       },
     });
@@ -118,7 +118,7 @@ describe('/health', () => {
     await attempt(proxy, 'limited', 'openai');
     await attempt(proxy, 'refused', 'deepgram');
     // OpenAI is throttled, not refused: transcription can still work.
-    expect(await health(proxy)).toMatchObject({ status: 200, body: { status: 'ok', providers: ['openai', 'deepgram'] } });
+    expect(await health(proxy)).toMatchObject({ status: 200, body: { status: 'ok', providers: ['openai', 'deepgram', 'local'] } });
 
     openai.faults.refuseHandshake = 401;
     await attempt(proxy, 'refused-too', 'openai');

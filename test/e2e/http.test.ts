@@ -35,7 +35,7 @@ describe('HTTP', () => {
     const before = proxy.fake.connections.length;
     const res = await fetch(proxy.url('/health'));
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ status: 'ok', runtime: 'node', providers: ['openai'] });
+    expect(await res.json()).toMatchObject({ status: 'ok', runtime: 'node', providers: ['openai', 'local'] });
     expect(proxy.fake.connections.length).toBe(before);
   });
 
@@ -67,8 +67,8 @@ describe('HTTP', () => {
     ['sessionId=x', 'no output: set sendBack=true (and sendBackInterim=true for interims) or useDispatcher=true'],
     ['sessionId=x&sendBack=maybe', 'sendBack must be true or false (or 1, 0, yes, no, on, off), got "maybe"'],
     ['sendBack=true&transcribe=false', 'transcribe must be "true"'],
-    ['sendBack=true&provider=whisper', 'provider "whisper" is unknown; known providers: openai, deepgram, gemini, vosk'],
-    ['sendBack=true&provider=gemini', 'provider "gemini" is not configured: set GEMINI_API_KEY (configured: openai)'],
+    ['sendBack=true&provider=whisper', 'provider "whisper" is unknown; known providers: openai, deepgram, gemini, vosk, local'],
+    ['sendBack=true&provider=gemini', 'provider "gemini" is not configured: set GEMINI_API_KEY (configured: openai, local)'],
     ['sendBack=true&encoding=mp3', 'encoding must be opus or ogg-opus'],
     ['sendBack=true&lang=english!', 'lang must be'],
     ['sendBack=true&sessionId=' + 'x'.repeat(300), 'sessionId must be'],
@@ -80,14 +80,15 @@ describe('HTTP', () => {
     expect(body).not.toContain('\n');
   });
 
-  it('answers 503 naming the variable to set when no provider is configured', async () => {
-    const bare = await startNodeServer({ env: { PORT: '0', HOST: '127.0.0.1' }, log: createLogger('error', () => {}) });
+  it('answers 503 naming the variable to set when no provider is configured (the local one switched off)', async () => {
+    const bare = await startNodeServer({ env: { PORT: '0', HOST: '127.0.0.1', LOCAL_PROVIDER: 'false' }, log: createLogger('error', () => {}) });
     try {
       const health = await fetch(`http://127.0.0.1:${bare.port}/health`);
       expect(health.status).toBe(503);
       const { status, body } = await refusal(`ws://127.0.0.1:${bare.port}/transcribe?sendBack=true`);
       expect(status).toBe(503);
       expect(body).toContain('OPENAI_API_KEY');
+      expect(body).toContain('LOCAL_PROVIDER=true');
     } finally {
       await bare.close();
     }

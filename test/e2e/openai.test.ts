@@ -77,7 +77,7 @@ describe('JVB capture replayed as fast as possible', () => {
       version: expect.any(String),
       runtime: 'node',
       provider: 'openai',
-      providersAvailable: ['openai'],
+      providersAvailable: ['openai', 'local'],
       sessionId,
     });
   });

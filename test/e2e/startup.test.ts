@@ -90,7 +90,7 @@ describe.each(['node', 'deno'] as const)('%s entry', (entry) => {
     const started = await run(entry, { PORT: '0', LOG_LEVEL: 'info' }, dir);
     expect(started.code).toBe(0);
     const listening = started.stdout.split('\n').find((line) => line.includes('"msg":"listening"'));
-    expect(JSON.parse(listening!)).toMatchObject({ host: '127.0.0.1', providers: ['openai'] });
+    expect(JSON.parse(listening!)).toMatchObject({ host: '127.0.0.1', providers: ['openai', 'local'] });
     expect(started.stdout + started.stderr).not.toContain(secret);
     expect(refused.stdout + refused.stderr).not.toContain(secret);
   });

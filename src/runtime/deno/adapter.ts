@@ -1,6 +1,7 @@
 import { listenFailure, sharedCodec, type ServerAdapter } from '../server.ts';
 import { denoBase64 } from './base64.ts';
 import { denoConnector } from './connector.ts';
+import { denoLocalRecognizer } from './local.ts';
 import { loadOpusModule } from './wasm.ts';
 import { createDenoWebSocket } from './websocket.ts';
 
@@ -14,6 +15,7 @@ export const denoAdapter: ServerAdapter<ReturnType<typeof createDenoWebSocket>> 
   webSockets: () => createDenoWebSocket(),
   readTextFile: (path) => Deno.readTextFileSync(path),
   readFile: (path) => Deno.readFileSync(path),
+  localRecognizer: denoLocalRecognizer,
   async listen(app, _sockets, at, log) {
     const server = await new Promise<Deno.HttpServer<Deno.NetAddr>>((resolve, reject) => {
       // onListen replaces Deno's own "Listening on" line, which would break JSON-lines stdout.

@@ -6,6 +6,7 @@ import { listenFailure, sharedCodec, type ServerAdapter } from '../server.ts';
 import { nodeBase64 } from './base64.ts';
 import { nodeConnector } from './connector.ts';
 import { fileRecorders } from './dumps.ts';
+import { nodeLocalRecognizer } from './local.ts';
 import { loadOpusModule } from './wasm.ts';
 import { createNodeWebSocket } from './websocket.ts';
 
@@ -21,6 +22,7 @@ export const nodeAdapter: ServerAdapter<NodeWebSockets> = {
   readTextFile: (path) => readFileSync(path, 'utf8'),
   readFile: (path) => new Uint8Array(readFileSync(path)),
   dumps: fileRecorders,
+  localRecognizer: nodeLocalRecognizer,
   async listen(app, sockets, at) {
     const server = await new Promise<Server>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, port: at.port, hostname: at.host }, () => resolve(s as Server));
