@@ -27,7 +27,7 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
   let ws: (query: string, path?: string) => string;
   // Node and Deno servers also run the keyless `local` provider; the Worker has no room for it.
   const providers = runtime === 'workerd' ? ['openai'] : ['openai', 'local'];
-  const known = runtime === 'workerd' ? 'openai, deepgram, gemini' : 'openai, deepgram, gemini, local';
+  const known = runtime === 'workerd' ? 'openai, deepgram, gemini, vosk' : 'openai, deepgram, gemini, vosk, local';
 
   beforeAll(async () => {
     fake = await FakeOpenAI.start();

@@ -244,7 +244,7 @@ describe('Vosk', () => {
     const res = await fetch(proxy.url('/health'));
     expect(res.status).toBe(503);
     const body = (await res.json()) as { reasons: string[]; providers: string[] };
-    expect(body.providers).toEqual(['vosk']);
+    expect(body.providers).toEqual(['vosk', 'local']);
     expect(body.reasons).toEqual([expect.stringMatching(/^vosk: unreachable \(Vosk could not be reached: /)]);
   });
 
@@ -276,7 +276,7 @@ describe('Vosk', () => {
     const { fake, proxy } = await start({ OPENAI_API_KEY: openai.apiKey, OPENAI_BASE_URL: openai.baseUrl, PROVIDERS_PRIORITY: 'vosk,openai' });
     const chosen = await proxy.connect({ sessionId: 'by-priority' });
     await chosen.waitFor(() => chosen.messages.length > 0, 'info');
-    expect(chosen.messages[0]).toMatchObject({ event: 'info', provider: 'vosk', providersAvailable: ['vosk', 'openai'] });
+    expect(chosen.messages[0]).toMatchObject({ event: 'info', provider: 'vosk', providersAvailable: ['vosk', 'openai', 'local'] });
     const named = await proxy.connect({ sessionId: 'by-name', provider: 'vosk' });
     await replayJvb(named, { pace: 'fast', records: speakerB });
     await named.waitFor(() => named.finals(TAG_B).length > 0, 'a final from Vosk');
