@@ -2,6 +2,7 @@ import * as v from 'valibot';
 import type { LogLevel } from './log.ts';
 import type { ProviderDeps, Provider, ProviderModule } from './providers/provider.ts';
 import { toWebSocketScheme } from './net.ts';
+import type { SilenceGateSettings } from './session/silence-gate.ts';
 import { envBool, envInt, envJson, envNumber, envString, parseEnvWith, urlString } from './util/env-schema.ts';
 
 const Env = v.object({
@@ -33,6 +34,15 @@ const Env = v.object({
   DRAIN_TIMEOUT_MS: envInt(10_000, 0, 600_000),
   /** How long a session whose client went away waits for it to come back with the same sessionId (0: never). */
   RESUME_GRACE_MS: envInt(15_000, 0, 600_000),
+  /** PCM providers: audio gathered into one upstream message (ms); 0 or 20: one message per frame. */
+  PCM_BATCH_MS: envInt(100, 0, 1_000),
+  /** PCM providers: only voice (and its pre-roll and hang-over) is sent; false: every frame. */
+  SILENCE_GATE: envBool(true),
+  SILENCE_GATE_THRESHOLD_DB: envNumber(-50, -90, 0),
+  SILENCE_GATE_PREROLL_MS: envInt(200, 0, 2_000),
+  SILENCE_GATE_HANGOVER_MS: envInt(400, 0, 10_000),
+  /** New sessions are refused with 503 while the event loop lags more than this (ms); 0: never. */
+  MAX_EVENT_LOOP_LAG_MS: envInt(200, 0, 60_000),
 });
 
 export interface Config {
@@ -55,6 +65,10 @@ export interface Config {
   drainTimeoutMs: number;
   /** How long a session outlives its client's socket, for a client that reconnects with its sessionId (0: never). */
   resumeGraceMs: number;
+  pcmBatchMs: number;
+  silenceGate: SilenceGateSettings | undefined;
+  /** New sessions are refused while the event loop lags more than this (ms; 0: never). */
+  maxEventLoopLagMs: number;
   /** Configured providers in priority order, ready to be built with the runtime's deps. */
   providers: { name: string; create: (deps: ProviderDeps) => Provider }[];
   /** The variable to set when no provider is configured. */
@@ -183,6 +197,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
       maxSessionBufferBytes: Math.round(output.MAX_SESSION_BUFFER_MB * (1 << 20)),
       drainTimeoutMs: output.DRAIN_TIMEOUT_MS,
       resumeGraceMs: output.RESUME_GRACE_MS,
+      pcmBatchMs: output.PCM_BATCH_MS,
+      silenceGate: output.SILENCE_GATE
+        ? { thresholdDb: output.SILENCE_GATE_THRESHOLD_DB, preRollMs: output.SILENCE_GATE_PREROLL_MS, hangOverMs: output.SILENCE_GATE_HANGOVER_MS }
+        : undefined,
+      maxEventLoopLagMs: output.MAX_EVENT_LOOP_LAG_MS,
       providers,
       missingProviderHint: modules.map((m) => m.keyVariable).join(' or '),
       knownProviders: modules.map((m) => ({ name: m.name, keyVariable: m.keyVariable })),

@@ -9,6 +9,7 @@ import type { InfoMessage, TranscriptionResult } from '../protocol/outbound.ts';
 import type { TranscribeParams } from '../protocol/query.ts';
 import type { Timers } from '../util/timers.ts';
 import type { SessionBacklog } from './backlog.ts';
+import type { SilenceGateSettings } from './silence-gate.ts';
 
 /** The media server's socket, as a session writes to it. */
 export interface ClientSocket {
@@ -109,6 +110,10 @@ export interface SessionLimits {
   providerReplayMs: number;
   /** At session end (or a stream's), how long in-flight utterances get to produce their finals. */
   finishTimeoutMs: number;
+  /** PCM towards a provider is sent in messages of this much audio (ms); 0 or absent: one per frame. */
+  pcmBatchMs?: number;
+  /** Only voice goes to PCM providers (absent: every frame). */
+  silenceGate?: SilenceGateSettings;
 }
 
 /**

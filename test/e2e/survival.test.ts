@@ -86,7 +86,8 @@ describe('a provider that drops mid-utterance while the speaker goes on', () => 
     const proxy = await startProxy({ FORCE_COMMIT_TIMEOUT: '0.5' });
     try {
       const expected = await baselineFinals(proxy, TAG_B);
-      proxy.fake.faults = { closeMidUtteranceAfterAppends: 60, closeMidUtteranceTimes: 1 };
+      // 100 ms appends (PCM_BATCH_MS): 1.2 s into the utterance.
+      proxy.fake.faults = { closeMidUtteranceAfterAppends: 12, closeMidUtteranceTimes: 1 };
       const before = proxy.fake.connections.length;
       const client = await proxy.connect({ sessionId: 'dropped-live' });
       await replayJvb(client, { pace: 'realtime', records: speechOf(TAG_B) });

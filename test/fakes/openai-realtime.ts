@@ -103,6 +103,10 @@ export class FakeRealtimeConnection {
   readonly sent: Record<string, unknown>[] = [];
   appends = 0;
   commits = 0;
+  /** Audio appended so far (ms): what a test waits for, however the proxy batched it. */
+  get audioMs(): number {
+    return (this.samples * 1000) / SAMPLE_RATE;
+  }
   closedWith: { code: number; reason: string; by: 'client' | 'server' } | undefined;
   /** timingOnly: arrival of each append on the system's monotonic clock (ns), comparable across processes. */
   readonly appendArrivals: bigint[] = [];
