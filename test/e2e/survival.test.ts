@@ -117,7 +117,7 @@ describe('a media server that reconnects with the same sessionId', () => {
     const before = proxy.fake.connections.length;
     const client = await proxy.connect({ sessionId: 'done' });
     await replayJvb(client, { pace: 'fast', records: speechOf(TAG_B).slice(0, 40) });
-    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.appends ?? 0) >= 30, 'audio at the provider');
+    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.audioMs ?? 0) >= 30 * 20, 'audio at the provider');
     await client.close();
     // Well inside the 5 s grace: the provider stream is released, nothing waits detached.
     await proxy.fake.waitFor(() => proxy.fake.connections[before]?.closedWith?.by === 'client', 'the provider stream released', 3_000);
@@ -130,7 +130,7 @@ describe('a media server that reconnects with the same sessionId', () => {
     const before = proxy.fake.connections.length;
     const first = await proxy.connect({ sessionId: 'blip' });
     await replayJvb(first, { pace: 'fast', records: records.slice(0, half) });
-    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.appends ?? 0) >= half - 1, 'the first half at the provider');
+    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.audioMs ?? 0) >= (half - 1) * 20, 'the first half at the provider');
     // The network blips: no close frame, the socket is just gone.
     first.ws.terminate();
     // A reconnect the server sees before it noticed the drop would be a second session (§4.9).
@@ -159,7 +159,7 @@ describe('a media server that reconnects with the same sessionId', () => {
     const before = proxy.fake.connections.length;
     const first = await proxy.connect({ sessionId: 'held' });
     await replayJvb(first, { pace: 'fast', records: records.slice(0, 80) });
-    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.appends ?? 0) >= 79, 'the audio at the provider');
+    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.audioMs ?? 0) >= 79 * 20, 'the audio at the provider');
     const finalsBefore = await finalsCount();
     const detached = async () => metricValue(await proxy.metrics(), 'transcriber_sessions_detached');
     const detachedBefore = await detached();
@@ -196,7 +196,7 @@ describe('a media server that reconnects with the same sessionId', () => {
     await replayJvb(one, { pace: 'fast', records });
     await replayJvb(two, { pace: 'fast', records });
     await proxy.fake.waitFor(() => proxy.fake.connections.length - before === 2, 'a provider stream for each socket');
-    await proxy.fake.waitFor(() => proxy.fake.connections.slice(before).every((c) => c.appends >= 39), 'the audio of both');
+    await proxy.fake.waitFor(() => proxy.fake.connections.slice(before).every((c) => c.audioMs >= 39 * 20), 'the audio of both');
     await one.close();
     two.send({ event: 'ping', id: 'still here' });
     await two.waitFor(() => two.messages.some((m) => m.event === 'pong'), 'the pong');
@@ -208,7 +208,7 @@ describe('a media server that reconnects with the same sessionId', () => {
     const before = proxy.fake.connections.length;
     const anonymous = await TestClient.connect(`ws://127.0.0.1:${proxy.server.port}/transcribe?sendBack=true`);
     await replayJvb(anonymous, { pace: 'fast', records: speechOf(TAG_B).slice(0, 40) });
-    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.appends ?? 0) >= 39, 'audio at the provider');
+    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.audioMs ?? 0) >= 39 * 20, 'audio at the provider');
     anonymous.ws.terminate();
     await proxy.fake.waitFor(() => proxy.fake.connections[before]!.closedWith !== undefined, 'the provider stream closed');
     expect(proxy.logs.filter((l) => l.session === null).map((l) => l.msg)).not.toContain('session detached');
@@ -226,7 +226,7 @@ describe('a media server that reconnects with the same sessionId', () => {
     try {
       const first = await short.connect({ sessionId: 'gone', useDispatcher: 'true' });
       await replayJvb(first, { pace: 'fast', records: speechOf(TAG_B).slice(0, 80) });
-      await short.fake.waitFor(() => (short.fake.connections[0]?.appends ?? 0) >= 79, 'audio at the provider');
+      await short.fake.waitFor(() => (short.fake.connections[0]?.audioMs ?? 0) >= 79 * 20, 'audio at the provider');
       first.ws.terminate();
       await until(() => short.logs.some((l) => l.msg === 'session detached' && l.session === 'gone'), 'the session detached');
       const conn = short.fake.connections[0]!;
@@ -255,7 +255,7 @@ describe('a media server that reconnects with the same sessionId', () => {
     try {
       const first = await short.connect({ sessionId: 'gone' });
       await replayJvb(first, { pace: 'fast', records: speechOf(TAG_B).slice(0, 40) });
-      await short.fake.waitFor(() => (short.fake.connections[0]?.appends ?? 0) >= 30, 'audio at the provider');
+      await short.fake.waitFor(() => (short.fake.connections[0]?.audioMs ?? 0) >= 30 * 20, 'audio at the provider');
       first.ws.terminate();
       await short.fake.waitFor(() => short.fake.connections[0]?.closedWith !== undefined, 'the provider stream closed');
       expect(short.logs.map((l) => l.msg)).not.toContain('session detached');
