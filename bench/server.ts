@@ -76,6 +76,7 @@ export async function startServer(sink: TimingSink, options: StartOptions = {}):
       MAX_SESSIONS: '0',
       MAX_PARTICIPANTS: '0',
       MAX_PROVIDER_CONNECTIONS: '0',
+      MAX_EVENT_LOOP_LAG_MS: '0',
       ...sink.env,
       ...options.env,
     },

@@ -70,9 +70,10 @@ export interface SessionFactory {
   prepare(): Promise<void>;
   /**
    * Why no new session may open now for a client with `params`, one line naming the setting
-   * (MAX_SESSIONS), answered with 503 before the upgrade; undefined while one may.
+   * (MAX_SESSIONS, MAX_EVENT_LOOP_LAG_MS), answered with 503 before the upgrade and counted
+   * under `reason`; undefined while one may.
    */
-  atCapacity?(params: TranscribeParams): string | undefined;
+  atCapacity?(params: TranscribeParams): { reason: 'max_sessions' | 'saturated'; message: string } | undefined;
   /**
    * `sinks` are the ones besides the client socket; the session owns what reaches `client`.
    * A factory that resumes sessions may hand back a detached one with the same sessionId
