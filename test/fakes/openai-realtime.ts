@@ -233,7 +233,12 @@ export class FakeRealtimeConnection {
 
   private onAppend(audio: unknown): void {
     if (this.fake.options.timingOnly) {
-      this.appendArrivals.push(process.hrtime.bigint());
+      // One arrival per 20 ms frame the append carries (24 kHz int16: 960 bytes), so that a
+      // proxy that gathers frames into fewer messages is timed frame by frame all the same.
+      const at = process.hrtime.bigint();
+      const bytes = typeof audio === 'string' ? (audio.length * 3) / 4 : 0;
+      const frames = Math.max(1, Math.round(bytes / 960));
+      for (let i = 0; i < frames; i++) this.appendArrivals.push(at);
       this.appends++;
       return;
     }
