@@ -26,6 +26,7 @@
  *   npm run bench                      (builds dist/ first)
  *   BENCH_SESSIONS=25,50,100 BENCH_PASS_THROUGH_SESSIONS=100 BENCH_SECONDS=20 npm run bench
  *   BENCH_BASELINE=5518f0d npm run bench
+ *   BENCH_BATCH_SWEEP=0,40,100,200 npm run bench     (CPU against added latency, per PCM_BATCH_MS)
  */
 import { execFileSync, execSync } from 'node:child_process';
 import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
@@ -46,6 +47,9 @@ const TARGETS = { baselineRatio: 1.5, lagP99Ms: 20, lagAtStreams: 200, rssKbPerS
 const BASELINE = process.env.BENCH_BASELINE;
 /** The OpenAI rows: every frame sent (no silence gate), batching as configured by default. */
 const OPENAI_ENV = { SILENCE_GATE: 'false' };
+/** BENCH_BATCH_SWEEP=0,40,100,200: the OpenAI path at BENCH_SWEEP_SESSIONS (default 50) under each PCM_BATCH_MS. */
+const BATCH_SWEEP = (process.env.BENCH_BATCH_SWEEP ?? '').split(',').filter(Boolean).map(Number);
+const SWEEP_SESSIONS = Number(process.env.BENCH_SWEEP_SESSIONS ?? 50);
 /** The saturation probe runs under the default limit. */
 const PROBE_ENV = { MAX_EVENT_LOOP_LAG_MS: '200' };
 
@@ -280,6 +284,16 @@ if (baseEntry) {
   console.log(`\nthe same steps on ${BASELINE}'s build (same run, same reference)\n${HEADER}`);
   baseline.forEach((b) => printRow(b, decodeBase64));
   console.log(`streams per core, ours ÷ ${BASELINE}'s, step by step: ${rows.map((r, i) => (r.streamsPerCore / baseline[i]!.streamsPerCore).toFixed(2)).join(', ')}`);
+}
+
+if (BATCH_SWEEP.length > 0) {
+  // CPU against the latency batching adds: the default PCM_BATCH_MS is chosen from this.
+  console.log(`\nPCM_BATCH_MS sweep at ${SWEEP_SESSIONS} sessions (OpenAI, every frame sent)\n${HEADER}`);
+  for (const ms of BATCH_SWEEP) {
+    const r = await step(SWEEP_SESSIONS, () => threadSink('openai'), undefined, { ...OPENAI_ENV, PCM_BATCH_MS: String(ms) });
+    process.stdout.write(`PCM_BATCH_MS=${ms}\n`);
+    printRow(r, decodeBase64);
+  }
 }
 
 // Pass-through has no decode. Its reference is the least any Node relay does per frame on this
