@@ -48,6 +48,8 @@ async function startNode(): Promise<NodeServer> {
       FORCE_COMMIT_TIMEOUT: '0.5',
       PROVIDER_QUEUE_MS: '60000',
       FINISH_TIMEOUT_MS: '3000',
+      // Frames unchanged at the provider too: every one of them is sent.
+      SILENCE_GATE: 'false',
     },
     log: createLogger('info', (_level, line) => nodeLogs.push(JSON.parse(line) as LogLine)),
   });

@@ -66,7 +66,8 @@ describe('a provider that drops mid-utterance', () => {
   it('replays what the dead connection had heard: the utterance comes back whole, nothing twice', async () => {
     expect(expected.length).toBeGreaterThanOrEqual(1);
     // One second into the speech, the connection dies (1011), once.
-    proxy.fake.faults = { closeMidUtteranceAfterAppends: 50, closeMidUtteranceTimes: 1 };
+    // 100 ms appends (PCM_BATCH_MS), queued audio included: one second in.
+    proxy.fake.faults = { closeMidUtteranceAfterAppends: 10, closeMidUtteranceTimes: 1 };
     const before = proxy.fake.connections.length;
     const client = await proxy.connect({ sessionId: 'dropped' });
     await replayJvb(client, { pace: 'fast', records: speechOf(TAG_B) });
