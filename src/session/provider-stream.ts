@@ -460,18 +460,11 @@ export class ProviderStream implements HeldAudio {
           const preamble = this.o.preamble?.();
           if (preamble) conn.send(preamble, 0);
           this.replay(link);
-          // What waited goes in the same batches as live audio (fewer, larger messages).
-          for (const q of this.queue) {
-            if (this.batchCapacity > 0 && q.durationMs > 0) this.addToBatch(link, q.audio, q.durationMs, q.arrival);
-            else this.sendNow(link, q.audio, q.durationMs, q.arrival, true);
-          }
+          for (const q of this.queue) this.sendNow(link, q.audio, q.durationMs, q.arrival, true);
           this.queue.length = 0;
           this.queuedMs = 0;
           this.queueGone('connected');
-          if (link.flushOnOpen) {
-            this.sendBatch();
-            conn.flush();
-          }
+          if (link.flushOnOpen) conn.flush();
         },
         (err: unknown) => {
           if (this.link === link) this.link = undefined;
