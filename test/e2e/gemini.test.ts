@@ -248,8 +248,9 @@ describe('Gemini failures', () => {
     await client.waitFor(() => client.finals(TAG_B).length >= fake.connections[0]!.turns.length, 'B’s finals');
     const bFinals = client.finals(TAG_B).length;
 
-    // 100 ms messages (PCM_BATCH_MS): 1.2 s into the turn.
-    fake.faults.closeAfterAudio = { messages: 12, code: 1011, reason: 'Internal error encountered.' };
+    // Audio queued while the connection opens goes frame by frame, the rest in 100 ms messages
+    // (PCM_BATCH_MS): well into the turn, before the 100 frames are all sent.
+    fake.faults.closeAfterAudio = { messages: 30, code: 1011, reason: 'Internal error encountered.' };
     const a = onlyTag(records, TAG_A);
     await replayJvb(client, { pace: 'fast', records: a.slice(0, 100) });
     await until(() => logsWith(proxy, 'Gemini closed the connection (1011 Internal error encountered.)').length > 0, 'the loss in the log');
