@@ -15,9 +15,23 @@
  * (bench/relay-floor.ts) driven the same way. Machine noise hits every figure; compare
  * ratios, not runs.
  *
+ * The OpenAI rows run with the silence gate off (every frame is sent: the worst case) and the
+ * default PCM_BATCH_MS; `delay` is each frame's, sent → at the provider, so it includes the
+ * batching hold, while `lag` is the last frame of each provider message's (the server's own
+ * processing). At the largest step a new session and GET /health are timed during the load,
+ * with the default MAX_EVENT_LOOP_LAG_MS. BENCH_BASELINE=<commit> also runs that commit's
+ * build (extracted with `git archive` to /tmp, built there; no stash, no checkout) on the same
+ * OpenAI steps, in the same run, and prints ours ÷ its streams per core.
+ *
  *   npm run bench                      (builds dist/ first)
  *   BENCH_SESSIONS=25,50,100 BENCH_PASS_THROUGH_SESSIONS=100 BENCH_SECONDS=20 npm run bench
+ *   BENCH_BASELINE=5518f0d npm run bench
+ *   BENCH_BATCH_SWEEP=0,40,100,200 npm run bench     (CPU against added latency, per PCM_BATCH_MS)
  */
+import { execFileSync, execSync } from 'node:child_process';
+import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import WebSocket from 'ws';
 import { OpusCodec } from '../src/codec/opus.ts';
 import { loadOpusModule } from '../src/runtime/node/wasm.ts';
 import type { ProviderStreamTiming, TimingSink } from './sinks.ts';
@@ -28,8 +42,16 @@ const SESSIONS = (process.env.BENCH_SESSIONS ?? '25,50,100,150').split(',').filt
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 /** CPU and RSS are read after this warm-up (connections open, JIT warm). */
 const WARMUP_SECONDS = 4;
-const PASS_THROUGH_SESSIONS = (process.env.BENCH_PASS_THROUGH_SESSIONS ?? '50,150,300').split(',').filter(Boolean).map(Number);
-const TARGETS = { streamsPerCore: 250, p99Ms: 5, rssKbPerStream: 150, passThroughStreamsPerCore: 1500 };
+const PASS_THROUGH_SESSIONS = (process.env.BENCH_PASS_THROUGH_SESSIONS ?? '25,75,150').split(',').filter(Boolean).map(Number);
+const TARGETS = { baselineRatio: 1.5, lagP99Ms: 20, lagAtStreams: 200, rssKbPerStream: 150, passThroughVsFloor: 0.9, serveMs: 1000 };
+const BASELINE = process.env.BENCH_BASELINE;
+/** The OpenAI rows: every frame sent (no silence gate), batching as configured by default. */
+const OPENAI_ENV = { SILENCE_GATE: 'false' };
+/** BENCH_BATCH_SWEEP=0,40,100,200: the OpenAI path at BENCH_SWEEP_SESSIONS (default 50) under each PCM_BATCH_MS. */
+const BATCH_SWEEP = (process.env.BENCH_BATCH_SWEEP ?? '').split(',').filter(Boolean).map(Number);
+const SWEEP_SESSIONS = Number(process.env.BENCH_SWEEP_SESSIONS ?? 50);
+/** The saturation probe runs under the default limit. */
+const PROBE_ENV = { MAX_EVENT_LOOP_LAG_MS: '200' };
 
 const { tags, base64Packets } = capture();
 
@@ -76,6 +98,28 @@ function delays(streams: Stream[], received: ProviderStreamTiming[], fromFrame: 
   return out.sort((a, b) => a - b);
 }
 
+/**
+ * The server's own lag: for each provider message, its arrival minus the send time of the last
+ * frame it carries (frames of one message share an arrival), without the batching hold.
+ */
+function lags(streams: Stream[], received: ProviderStreamTiming[], fromFrame: number, toFrame: number): number[] {
+  const bySession = new Map<number, ProviderStreamTiming[]>();
+  for (const r of received) {
+    if (Number.isInteger(r.session)) bySession.set(r.session, [...(bySession.get(r.session) ?? []), r]);
+  }
+  const out: number[] = [];
+  for (const stream of streams) {
+    const arrivals = bySession.get(stream.session)?.[stream.participant]?.arrivals;
+    if (!arrivals) continue;
+    const end = Math.min(toFrame, stream.sent.length, arrivals.length);
+    for (let i = fromFrame; i < end; i++) {
+      if (i + 1 < arrivals.length && arrivals[i + 1] === arrivals[i]) continue;
+      out.push(Number(arrivals[i]! - stream.sent[i]!) / 1e6);
+    }
+  }
+  return out.sort((a, b) => a - b);
+}
+
 const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]! : NaN);
 
 // ---------------------------------------------------------------- the run
@@ -89,13 +133,46 @@ interface Step {
   rssKb: number;
   early: [number, number];
   late: [number, number];
+  /** The server's own lag (see lags), over the whole measured part. */
+  lag: [number, number];
   appended: number;
   sent: number;
+  /** Timed during the load (largest step only): a new session's handshake and GET /health. */
+  probe?: { session: string; health: string };
 }
 
-async function step(sessions: number, makeSink: () => Promise<TimingSink>, entry?: string[]): Promise<Step> {
+/** A new session's handshake and GET /health, timed while the load runs. */
+async function probeServing(port: number): Promise<{ session: string; health: string }> {
+  const t0 = performance.now();
+  const health = await fetch(`http://127.0.0.1:${port}/health`).then(
+    (r) => `${r.status} in ${(performance.now() - t0).toFixed(0)} ms`,
+    (e: Error) => `failed (${e.message})`,
+  );
+  const t1 = performance.now();
+  const session = await new Promise<string>((resolve) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/transcribe?sessionId=probe&sendBack=true`, { perMessageDeflate: false });
+    const timer = setTimeout(() => {
+      ws.terminate();
+      resolve('no answer in 15 s');
+    }, 15_000);
+    ws.once('open', () => {
+      clearTimeout(timer);
+      resolve(`opened in ${(performance.now() - t1).toFixed(0)} ms`);
+      ws.close();
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      clearTimeout(timer);
+      resolve(`${res.statusCode} in ${(performance.now() - t1).toFixed(0)} ms`);
+      ws.terminate();
+    });
+    ws.once('error', () => undefined);
+  });
+  return { session, health };
+}
+
+async function step(sessions: number, makeSink: () => Promise<TimingSink>, entry?: string[], env: Record<string, string> = {}, probe = false): Promise<Step> {
   const sink = await makeSink();
-  const server = await startServer(sink, { entry });
+  const server = await startServer(sink, { entry, env: { ...env, ...(probe ? PROBE_ENV : {}) } });
   try {
     // One throwaway session loads the WASM codec, so the baseline RSS includes it.
     const warm = await openSession(server.port, 9999);
@@ -110,6 +187,7 @@ async function step(sessions: number, makeSink: () => Promise<TimingSink>, entry
     await new Promise((r) => setTimeout(r, WARMUP_SECONDS * 1000));
     const cpu0 = cpuTicks(server.child.pid!);
     const wall0 = performance.now();
+    const probed = probe ? await probeServing(server.port) : undefined;
     const streams = await driving;
     const cpuSeconds = (cpuTicks(server.child.pid!) - cpu0) / TICKS_PER_SECOND;
     const wall = (performance.now() - wall0) / 1000;
@@ -121,6 +199,7 @@ async function step(sessions: number, makeSink: () => Promise<TimingSink>, entry
     const received = sink.streams();
     const early = delays(streams, received, WARMUP_SECONDS * 50, WARMUP_SECONDS * 50 + 150);
     const late = delays(streams, received, frames - 150, frames);
+    const lag = lags(streams, received, WARMUP_SECONDS * 50, frames);
     for (const ws of sockets) ws.close();
     const count = streams.length;
     const cpuFraction = cpuSeconds / wall;
@@ -133,6 +212,8 @@ async function step(sessions: number, makeSink: () => Promise<TimingSink>, entry
       rssKb: rss,
       early: [percentile(early, 0.5), percentile(early, 0.99)],
       late: [percentile(late, 0.5), percentile(late, 0.99)],
+      lag: [percentile(lag, 0.5), percentile(lag, 0.99)],
+      probe: probed,
       appended: received.reduce((n, r) => n + r.arrivals.length, 0),
       sent: streams.reduce((n, s) => n + s.sent.length, 0),
     };
@@ -151,18 +232,35 @@ function printRow(r: Step, reference: number): void {
       String(r.sessions).padStart(8),
       String(r.streams).padStart(7),
       r.cpuPerWallSecond.toFixed(2).padStart(13),
+      ((r.cpuPerWallSecond / r.streams) * 1000).toFixed(2).padStart(10),
       r.streamsPerCore.toFixed(0).padStart(13),
       (r.streamsPerCore / reference).toFixed(2).padStart(14),
       r.rssKbPerStream.toFixed(0).padStart(14),
+      `${r.lag[0].toFixed(2)} / ${r.lag[1].toFixed(2)}`.padStart(17),
       `${r.early[0].toFixed(2)} / ${r.early[1].toFixed(2)}`.padStart(25),
       `${r.late[0].toFixed(2)} / ${r.late[1].toFixed(2)}`.padStart(15),
       `${r.appended}/${r.sent}`.padStart(15),
       keepsPace(r) ? '' : '  BEHIND: not real time',
     ].join(' '),
   );
+  if (r.probe) console.log(`         during the load: a new session ${r.probe.session}, GET /health ${r.probe.health}`);
 }
 
-const HEADER = 'sessions streams  server CPU/s  streams/core  vs reference  RSS KB/stream  delay p50/p99 ms (early)  (late)   received/sent';
+const HEADER =
+  'sessions streams  server CPU/s  CPU ms/ps  streams/core  vs reference  RSS KB/stream  lag p50/p99 ms  delay p50/p99 ms (early)  (late)   received/sent';
+
+/** Extracts `commit`'s tree to /tmp with `git archive` (the checkout is not touched) and builds it there. */
+function baselineEntry(commit: string): string[] {
+  const sha = execFileSync('git', ['rev-parse', '--short=12', commit], { encoding: 'utf8' }).trim();
+  const dir = `/tmp/opus-bench-baseline-${sha}`;
+  if (!existsSync(join(dir, 'dist/runtime/node.js'))) {
+    mkdirSync(dir, { recursive: true });
+    execSync(`git archive ${sha} | tar -x -C ${dir}`);
+    if (!existsSync(join(dir, 'node_modules'))) symlinkSync(resolve('node_modules'), join(dir, 'node_modules'));
+    execFileSync(process.execPath, ['scripts/build.mjs', '--force'], { cwd: dir, stdio: 'inherit' });
+  }
+  return [join(dir, 'dist/runtime/node.js')];
+}
 
 const cost = await decodeOnlyCostPerFrame();
 const decodeOnly = 1 / (50 * cost.decode);
@@ -171,12 +269,31 @@ console.log(`decode-only limit (same run): ${decodeOnly.toFixed(0)} streams/core
   `${decodeBase64.toFixed(0)} with base64 of the PCM: the reference of the OpenAI rows`);
 console.log(`${SECONDS} s per step, ${WARMUP_SECONDS} s warm-up; every participant talks all the time (50 frames/s)\n`);
 
-console.log(`OpenAI Realtime (decode to 24 kHz, base64 PCM appends)\n${HEADER}`);
+console.log('CPU ms/ps: server CPU per participant-second (ms); lag: the last frame of each provider message; delay: every frame, batching hold included\n');
+console.log(`OpenAI Realtime (decode to 24 kHz, base64 PCM appends; every frame sent, PCM_BATCH_MS default)\n${HEADER}`);
 const rows: Step[] = [];
+const baseline: Step[] = [];
+const baseEntry = BASELINE ? baselineEntry(BASELINE) : undefined;
 for (const n of SESSIONS) {
-  const r = await step(n, () => threadSink('openai'));
+  const r = await step(n, () => threadSink('openai'), undefined, OPENAI_ENV, n === SESSIONS.at(-1));
   rows.push(r);
   printRow(r, decodeBase64);
+  if (baseEntry) baseline.push(await step(n, () => threadSink('openai'), baseEntry, OPENAI_ENV, n === SESSIONS.at(-1)));
+}
+if (baseEntry) {
+  console.log(`\nthe same steps on ${BASELINE}'s build (same run, same reference)\n${HEADER}`);
+  baseline.forEach((b) => printRow(b, decodeBase64));
+  console.log(`streams per core, ours ÷ ${BASELINE}'s, step by step: ${rows.map((r, i) => (r.streamsPerCore / baseline[i]!.streamsPerCore).toFixed(2)).join(', ')}`);
+}
+
+if (BATCH_SWEEP.length > 0) {
+  // CPU against the latency batching adds: the default PCM_BATCH_MS is chosen from this.
+  console.log(`\nPCM_BATCH_MS sweep at ${SWEEP_SESSIONS} sessions (OpenAI, every frame sent)\n${HEADER}`);
+  for (const ms of BATCH_SWEEP) {
+    const r = await step(SWEEP_SESSIONS, () => threadSink('openai'), undefined, { ...OPENAI_ENV, PCM_BATCH_MS: String(ms) });
+    process.stdout.write(`PCM_BATCH_MS=${ms}\n`);
+    printRow(r, decodeBase64);
+  }
 }
 
 // Pass-through has no decode. Its reference is the least any Node relay does per frame on this
@@ -187,7 +304,7 @@ const floors: Step[] = [];
 for (const n of PASS_THROUGH_SESSIONS) {
   const floor = await step(n, () => threadSink('deepgram'), ['--import', 'tsx', 'bench/relay-floor.ts']);
   floors.push(floor);
-  const r = await step(n, () => threadSink('deepgram'));
+  const r = await step(n, () => threadSink('deepgram'), undefined, {}, n === PASS_THROUGH_SESSIONS.at(-1));
   passThrough.push(r);
   printRow(r, floor.streamsPerCore);
 }
@@ -203,20 +320,29 @@ if (rows.length > 0) {
   const first = paced[0] ?? rows[0]!;
   const last = paced.at(-1) ?? rows.at(-1)!;
   const slope = rows.length > 1 ? (last.rssKb - first.rssKb) / (last.streams - first.streams) : last.rssKbPerStream;
-  const at100 = rows.find((r) => r.streams === 100) ?? rows.at(-1)!;
-  const best = Math.max(0, ...rows.filter(keepsPace).map((r) => r.streamsPerCore));
-  console.log(`  OpenAI >= ${TARGETS.streamsPerCore} streams/core: ${best.toFixed(0)} ${verdict(best >= TARGETS.streamsPerCore)}`);
-  console.log(`  OpenAI p99 < ${TARGETS.p99Ms} ms at ${at100.streams} streams: ${at100.late[1].toFixed(2)} ${verdict(at100.late[1] < TARGETS.p99Ms)}`);
+  const atLag = rows.find((r) => r.streams === TARGETS.lagAtStreams) ?? rows.at(-1)!;
+  const best = Math.max(0, ...paced.map((r) => r.streamsPerCore));
+  if (baseline.length > 0) {
+    const baseBest = Math.max(0, ...baseline.filter(keepsPace).map((r) => r.streamsPerCore));
+    console.log(
+      `  OpenAI streams/core >= ${TARGETS.baselineRatio}x ${BASELINE}'s (same run): ${best.toFixed(0)} vs ${baseBest.toFixed(0)} = ${(best / baseBest).toFixed(2)}x ` +
+        verdict(best / baseBest >= TARGETS.baselineRatio),
+    );
+  } else console.log(`  OpenAI streams/core: ${best.toFixed(0)} (BENCH_BASELINE=<commit> compares with an earlier build in the same run)`);
+  console.log(`  OpenAI lag p99 < ${TARGETS.lagP99Ms} ms at ${atLag.streams} streams: ${atLag.lag[1].toFixed(2)} ${verdict(atLag.lag[1] < TARGETS.lagP99Ms)}`);
   console.log(
     `  OpenAI <= ${TARGETS.rssKbPerStream} KB RSS/stream: ${slope.toFixed(0)} per additional stream (${first.streams} to ${last.streams}), ` +
       `${last.rssKbPerStream.toFixed(0)} at ${last.streams} ${verdict(slope <= TARGETS.rssKbPerStream)}`,
   );
 }
 if (passThrough.length > 0) {
-  const best = Math.max(0, ...passThrough.filter(keepsPace).map((r) => r.streamsPerCore));
-  const floor = Math.max(0, ...floors.filter(keepsPace).map((r) => r.streamsPerCore));
-  console.log(
-    `  Deepgram pass-through >= ${TARGETS.passThroughStreamsPerCore} streams/core: ${best.toFixed(0)} ${verdict(best >= TARGETS.passThroughStreamsPerCore)}` +
-      ` (the minimal relay's best on this machine: ${floor.toFixed(0)})`,
-  );
+  const ratios = passThrough.map((r, i) => r.streamsPerCore / floors[i]!.streamsPerCore);
+  const worst = Math.min(...ratios);
+  console.log(`  Deepgram pass-through >= ${TARGETS.passThroughVsFloor} of the minimal relay (same run, each step): ${ratios.map((x) => x.toFixed(2)).join(', ')} ${verdict(worst >= TARGETS.passThroughVsFloor)}`);
+}
+for (const r of [...rows, ...passThrough]) {
+  if (!r.probe) continue;
+  const ms = (text: string) => Number(/in (\d+) ms/.exec(text)?.[1] ?? Infinity);
+  const ok = ms(r.probe.session) <= TARGETS.serveMs && ms(r.probe.health) <= TARGETS.serveMs;
+  console.log(`  at ${r.streams} streams a new session and /health answered within ${TARGETS.serveMs} ms (opened or 503): ${verdict(ok)}`);
 }

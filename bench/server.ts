@@ -76,6 +76,7 @@ export async function startServer(sink: TimingSink, options: StartOptions = {}):
       MAX_SESSIONS: '0',
       MAX_PARTICIPANTS: '0',
       MAX_PROVIDER_CONNECTIONS: '0',
+      MAX_EVENT_LOOP_LAG_MS: '0',
       ...sink.env,
       ...options.env,
     },
@@ -145,14 +146,25 @@ export const mediaFrame = (tag: string, chunk: number, payload: string) =>
 
 /** A bench session: `lang=en-s<session>` lets the sink tell sessions apart. */
 export async function openSession(port: number, session: number): Promise<WebSocket> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/transcribe?sessionId=bench-${session}&sendBack=true&lang=en-s${session}`, {
-    perMessageDeflate: false,
-  });
-  await new Promise((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('error', reject);
-  });
-  return ws;
+  // A saturated server answers 503 (MAX_EVENT_LOOP_LAG_MS): try again shortly, as a media server would.
+  for (let attempt = 0; ; attempt++) {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/transcribe?sessionId=bench-${session}&sendBack=true&lang=en-s${session}`, {
+      perMessageDeflate: false,
+    });
+    const refused = await new Promise<boolean>((resolve, reject) => {
+      ws.once('open', () => resolve(false));
+      ws.once('unexpected-response', (_req, res) => {
+        ws.terminate();
+        if (res.statusCode === 503 && attempt < 50) resolve(true);
+        else reject(new Error(`session refused: HTTP ${res.statusCode}`));
+      });
+      ws.once('error', (err) => {
+        if (ws.readyState !== WebSocket.CLOSED) reject(err);
+      });
+    });
+    if (!refused) return ws;
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 export interface DriveOptions {

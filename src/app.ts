@@ -78,6 +78,7 @@ export function createApp(deps: AppDeps): Hono {
       providers: providerNames,
       sessions: metrics.state.sessions,
       participants: metrics.state.participants,
+      eventLoopLagMs: Math.round(metrics.state.loopLagMs()),
     };
     // Shutting down: a load balancer must send new sessions elsewhere (docs/PROTOCOL.md §6).
     if (sessions.draining) return c.json({ status: 'draining', ...fields }, 503);
@@ -112,9 +113,9 @@ export function createApp(deps: AppDeps): Hono {
     if (!parsed.ok) return c.text(parsed.reason, 400);
     const full = sessions.atCapacity?.(parsed.params);
     if (full) {
-      metrics.refused.inc({ reason: 'max_sessions' });
-      if (worthLogging(metrics.refused.get({ reason: 'max_sessions' }))) log.warn('session refused', { reason: full });
-      return c.text(full, 503);
+      metrics.refused.inc({ reason: full.reason });
+      if (worthLogging(metrics.refused.get({ reason: full.reason }))) log.warn('session refused', { reason: full.message });
+      return c.text(full.message, 503);
     }
     await sessions.prepare();
     return deps.upgradeWebSocket(c, sessionEvents(parsed.params));

@@ -3,6 +3,7 @@ import type { LogLevel } from './log.ts';
 import type { ProviderDeps, Provider, ProviderModule } from './providers/provider.ts';
 import { toWebSocketScheme } from './net.ts';
 import { loadAuthConfig, type AuthConfig } from './auth/config.ts';
+import type { SilenceGateSettings } from './session/silence-gate.ts';
 import { envBool, envInt, envJson, envNumber, envOptionalString, envString, parseEnvWith, urlString } from './util/env-schema.ts';
 
 const Env = v.object({
@@ -48,6 +49,15 @@ const Env = v.object({
   LOCAL_MAX_STREAMS: envInt(2, 0, 1_000),
   /** `local` provider: a directory holding en-us/ (acoustic model), en-us.lm.bin and cmudict-en-us.dict; the npm package's model when unset. */
   LOCAL_MODEL_DIR: envOptionalString,
+  /** PCM providers: audio gathered into one upstream message (ms); 0 or 20: one message per frame. */
+  PCM_BATCH_MS: envInt(100, 0, 1_000),
+  /** PCM providers: only voice (and its pre-roll and hang-over) is sent; false: every frame. */
+  SILENCE_GATE: envBool(true),
+  SILENCE_GATE_THRESHOLD_DB: envNumber(-50, -90, 0),
+  SILENCE_GATE_PREROLL_MS: envInt(200, 0, 2_000),
+  SILENCE_GATE_HANGOVER_MS: envInt(400, 0, 10_000),
+  /** New sessions are refused with 503 while the event loop lags more than this (ms); 0: never. */
+  MAX_EVENT_LOOP_LAG_MS: envInt(200, 0, 60_000),
 });
 
 export interface Config {
@@ -84,6 +94,10 @@ export interface Config {
   providers: { name: string; create: (deps: ProviderDeps) => Provider; failover: boolean }[];
   /** The `local` provider's recognisers (Node, Deno): how many at once, and the model's directory. */
   local: { maxStreams: number; modelDir: string | undefined };
+  pcmBatchMs: number;
+  silenceGate: SilenceGateSettings | undefined;
+  /** New sessions are refused while the event loop lags more than this (ms; 0: never). */
+  maxEventLoopLagMs: number;
   /** The variable to set when no provider is configured. */
   missingProviderHint: string;
   /** Every provider the proxy knows (the registry), configured or not, with the variable that switches it on. */
@@ -231,6 +245,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
         token: output.MONITOR_TOKEN ?? (auth.config.mode === 'token' ? auth.config.token : undefined),
       },
       dumpDir: output.DUMP_DIR,
+      pcmBatchMs: output.PCM_BATCH_MS,
+      silenceGate: output.SILENCE_GATE
+        ? { thresholdDb: output.SILENCE_GATE_THRESHOLD_DB, preRollMs: output.SILENCE_GATE_PREROLL_MS, hangOverMs: output.SILENCE_GATE_HANGOVER_MS }
+        : undefined,
+      maxEventLoopLagMs: output.MAX_EVENT_LOOP_LAG_MS,
       providers,
       local: { maxStreams: output.LOCAL_MAX_STREAMS, modelDir: output.LOCAL_MODEL_DIR },
       missingProviderHint: modules.map((m) => m.enableHint ?? m.keyVariable).join(' or '),

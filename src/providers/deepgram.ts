@@ -399,6 +399,8 @@ export function createDeepgram(config: DeepgramConfig, deps: ProviderDeps): Prov
 
   return {
     name: 'deepgram',
+    // Its endpointing (on by default) finalises at pauses.
+    detectsTurns: true,
     formatFor(input) {
       if (config.encoding === 'opus' && input === 'opus') return { kind: 'opus' };
       if (config.encoding === 'opus' && input === 'ogg-opus') return { kind: 'ogg' };

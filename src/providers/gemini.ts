@@ -276,6 +276,8 @@ export function createGemini(config: GeminiConfig, deps: ProviderDeps): Provider
     formatFor: () => ({ kind: 'pcm16', sampleRate: SAMPLE_RATE }),
     // Connections end after ~10 min (announced by goAway); rotate before that regardless.
     maxConnectionMs: 10 * 60_000,
+    // Its automatic activity detection ends turns.
+    detectsTurns: true,
     async connect(request: ConnectRequest, listener: ConnectionListener) {
       const conn = new GeminiConnection(deps, listener, config.apiKey);
       // The key is in the URL: no header or subprotocol carries it.

@@ -301,6 +301,7 @@ export function createOpenAI(config: OpenAIConfig, deps: ProviderDeps): Provider
     formatFor: () => ({ kind: 'pcm16', sampleRate: 24000 }),
     // Realtime sessions are capped at 60 min (was 15, then 30); rotate well before.
     maxConnectionMs: 28 * 60_000,
+    detectsTurns: config.turnDetection !== null,
     async connect(request: ConnectRequest, listener: ConnectionListener) {
       const conn = new OpenAIConnection(deps, listener);
       const socket = await openSocket(deps, url, auth, conn, (err) => handshakeError('OpenAI', err, config.apiKey, refusalDetail));

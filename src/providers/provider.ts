@@ -155,6 +155,11 @@ export interface Provider {
   formatFor(input: InputEncoding): AudioFormat;
   /** Connections are recycled before this age, when the provider caps them. */
   readonly maxConnectionMs?: number;
+  /**
+   * Whether the provider ends utterances by itself from the audio (server VAD, endpointing).
+   * When not, the proxy's end of speech (SILENCE_GATE) commits them.
+   */
+  readonly detectsTurns?: boolean;
   connect(request: ConnectRequest, listener: ConnectionListener): Promise<ProviderConnection>;
 }
 
@@ -261,6 +266,7 @@ export function tapProvider(provider: Provider, tap: ProviderTap): Provider {
   return {
     name: provider.name,
     maxConnectionMs: provider.maxConnectionMs,
+    detectsTurns: provider.detectsTurns,
     formatFor: (input) => provider.formatFor(input),
     connect: (request, listener) =>
       provider

@@ -10,6 +10,7 @@ import { portableBase64, type Base64Codec } from '../util/base64.ts';
 import { systemTimers, type Timers } from '../util/timers.ts';
 import type { SessionContext, SessionFactory, SessionHandle } from './ports.ts';
 import { DetachedSessions } from './resumption.ts';
+import { LoopLag } from './loop-lag.ts';
 import { Session } from './session.ts';
 import { SessionShell } from './shell.ts';
 
@@ -20,7 +21,9 @@ export interface LocalSessionsDeps {
    * The configured providers, the session limits, and how long a session whose client went
    * away waits for it to come back (RESUME_GRACE_MS; absent or 0: never).
    */
-  config: Pick<Config, 'providers'> & Partial<Pick<Config, 'resumeGraceMs'>> & SessionContext['limits'] & Partial<Pick<Config, 'maxSessions'>>;
+  config: Pick<Config, 'providers'> &
+    Partial<Pick<Config, 'resumeGraceMs' | 'maxSessions' | 'maxEventLoopLagMs'>> &
+    SessionContext['limits'];
   /** The shared Opus codec (one WASM instance hosts every decoder); loaded once. */
   codec: () => Promise<OpusCodec>;
   connector: SocketConnector;
@@ -64,6 +67,12 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
   const end = (session: Session, drainMs?: number) =>
     (drainMs === undefined ? session.close() : session.drain(drainMs)).finally(() => live.delete(session));
 
+  // Media saturating the loop must not also stall handshakes: past the limit, new sessions are refused.
+  const lag = new LoopLag(timers, () => live.size > 0);
+  const maxLagMs = deps.config.maxEventLoopLagMs ?? 0;
+  deps.metrics.state.loopLagMs = () => lag.lagMs;
+  deps.metrics.state.loopLagLimitMs = maxLagMs;
+
   const graceMs = deps.config.resumeGraceMs ?? 0;
   const detached = new DetachedSessions<Session>(graceMs, ctx, (session) => void end(session));
 
@@ -98,8 +107,17 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
     // finals, or waiting for their client to come back, hold provider streams too.
     atCapacity: () => {
       const max = deps.config.maxSessions ?? 0;
-      if (!max || deps.metrics.state.sessions < max) return undefined;
-      return `session limit of ${max} reached on this server (MAX_SESSIONS); try again later or another instance`;
+      if (max && deps.metrics.state.sessions >= max) {
+        return { reason: 'max_sessions', message: `session limit of ${max} reached on this server (MAX_SESSIONS); try again later or another instance` };
+      }
+      const behind = lag.lagMs;
+      if (maxLagMs && behind > maxLagMs) {
+        return {
+          reason: 'saturated',
+          message: `server saturated: its event loop lags ${Math.round(behind)} ms, over ${maxLagMs} (MAX_EVENT_LOOP_LAG_MS); try again later or another instance`,
+        };
+      }
+      return undefined;
     },
     async prepare() {
       const loaded = await deps.codec();
@@ -122,6 +140,7 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
         base64,
       });
       live.add(session);
+      lag.watch();
       return handleFor(session);
     },
     get draining() {

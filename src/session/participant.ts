@@ -9,6 +9,7 @@ import { opusPacketDurationMs } from '../codec/toc.ts';
 import type { SessionContext } from './ports.ts';
 import { Sequencer } from './sequencer.ts';
 import { ProviderStream, type Queued, type StreamResult } from './provider-stream.ts';
+import { SilenceGate } from './silence-gate.ts';
 import type { StreamUsage } from './usage.ts';
 
 /** Concealment never invents more than this much audio for one gap. */
@@ -67,6 +68,8 @@ export class Participant {
   /** Which of `providers` serves now (0: the one asked for), and since when. */
   private providerIndex = 0;
   private switchedAt = 0;
+  /** Voice only towards a PCM provider (SILENCE_GATE); undefined when every frame goes. */
+  private gate: SilenceGate | undefined;
 
   constructor(
     readonly tag: string,
@@ -94,6 +97,7 @@ export class Participant {
       this.format = format;
       this.stream = this.newStream(format);
     }
+    this.gate = this.newGate();
     this.sequencer.reset();
   }
 
@@ -109,8 +113,10 @@ export class Participant {
       this.ctx.metrics.inputErrors.inc({ reason: 'late_packet' });
       return;
     }
-    this.lastAudioAt = arrival;
-    this.flushed = false;
+    if (!this.gate) {
+      this.lastAudioAt = arrival;
+      this.flushed = false;
+    }
     switch (this.input.encoding) {
       case 'opus':
         this.opusPacket(payload, lost, arrival);
@@ -124,6 +130,11 @@ export class Participant {
         break;
       }
     }
+  }
+
+  /** The session's sweep: audio gathered for one upstream message since before `before` goes now. */
+  sendStale(before: number): void {
+    this.stream.sendStaleBatch(before);
   }
 
   /** End of utterance after a silence. */
@@ -175,6 +186,7 @@ export class Participant {
     // Rates and framing follow the new format from the next audio on.
     this.l16 = undefined;
     this.stream = this.newStream(this.format);
+    this.gate = this.newGate();
     this.ctx.metrics.failovers.inc({ from, to: this.provider.name, reason });
     this.d.onProviderSwitch(from, this.provider.name, reason);
   }
@@ -226,8 +238,17 @@ export class Participant {
   private opusPacket(packet: Uint8Array, lost: number, arrival: number): void {
     if (this.format.kind !== 'pcm16') {
       // Pass-through: the provider decodes; a gap is its to conceal.
-      if (this.format.kind === 'opus') this.stream.push(packet, opusPacketDurationMs(packet), arrival);
+      if (this.format.kind === 'opus') {
+        const ms = opusPacketDurationMs(packet);
+        this.stream.heard(ms);
+        this.stream.push(packet, ms, arrival);
+      }
       return;
+    }
+    // A DTX packet while nothing passes: silence, known without decoding it.
+    if (lost === 0 && packet.length <= 2 && this.gate && !this.gate.passing) {
+      this.stream.heard(20);
+      return this.gate.silence(20, arrival);
     }
     const decoder = this.opusDecoder(this.format.sampleRate);
     try {
@@ -253,8 +274,17 @@ export class Participant {
   }
 
   private pushPcm(pcm: Int16Array, arrival: number): void {
-    const rate = this.format.kind === 'pcm16' ? this.format.sampleRate : 48000;
-    this.stream.push(new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength), (pcm.length * 1000) / rate, arrival);
+    this.stream.heard(this.durationMs(pcm));
+    if (this.gate) this.gate.push(pcm, arrival);
+    else this.send(pcm, arrival);
+  }
+
+  private send(pcm: Int16Array, arrival: number): void {
+    this.stream.push(new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength), this.durationMs(pcm), arrival);
+  }
+
+  private durationMs(pcm: Int16Array): number {
+    return (pcm.length * 1000) / (this.format.kind === 'pcm16' ? this.format.sampleRate : 48000);
   }
 
   private oggSlice(slice: Uint8Array, arrival: number): void {
@@ -268,6 +298,7 @@ export class Participant {
     if (!pages.length) return;
     let ms = 0;
     for (const packet of packets) ms += opusPacketDurationMs(packet);
+    this.stream.heard(ms);
     for (const page of pages) this.stream.push(page, ms / pages.length, arrival);
   }
 
@@ -294,6 +325,29 @@ export class Participant {
     const to = this.format.kind === 'pcm16' ? this.format.sampleRate : 16000;
     this.l16 ??= new L16Converter(this.input.sampleRate, to);
     return this.l16;
+  }
+
+  private newGate(): SilenceGate | undefined {
+    const settings = this.ctx.limits.silenceGate;
+    if (!settings || this.format.kind !== 'pcm16') return undefined;
+    return new SilenceGate(settings, this.format.sampleRate, {
+      voice: (pcm, arrival) => {
+        this.lastAudioAt = arrival;
+        this.flushed = false;
+        this.send(pcm, arrival);
+      },
+      ended: () => this.endOfSpeech(),
+    });
+  }
+
+  /**
+   * The gate closed after the hang-over: its tail goes now rather than with the next audio,
+   * and where the provider does not detect turns itself, the utterance is committed here
+   * (sooner than the idle timer, which silent packets would otherwise hold off).
+   */
+  private endOfSpeech(): void {
+    if (this.provider.detectsTurns) this.stream.sendBatch();
+    else this.flush();
   }
 
   private newStream(format: AudioFormat): ProviderStream {

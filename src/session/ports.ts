@@ -9,6 +9,7 @@ import type { InfoMessage, TranscriptionResult } from '../protocol/outbound.ts';
 import type { TranscribeParams } from '../protocol/query.ts';
 import type { Timers } from '../util/timers.ts';
 import type { SessionBacklog } from './backlog.ts';
+import type { SilenceGateSettings } from './silence-gate.ts';
 import type { UsageReport } from './usage.ts';
 
 /** The media server's socket, as a session writes to it. */
@@ -86,9 +87,10 @@ export interface SessionFactory {
   prepare(): Promise<void>;
   /**
    * Why no new session may open now for a client with `params`, one line naming the setting
-   * (MAX_SESSIONS), answered with 503 before the upgrade; undefined while one may.
+   * (MAX_SESSIONS, MAX_EVENT_LOOP_LAG_MS), answered with 503 before the upgrade and counted
+   * under `reason`; undefined while one may.
    */
-  atCapacity?(params: TranscribeParams): string | undefined;
+  atCapacity?(params: TranscribeParams): { reason: 'max_sessions' | 'saturated'; message: string } | undefined;
   /**
    * `sinks` are the ones besides the client socket; the session owns what reaches `client`.
    * A factory that resumes sessions may hand back a detached one with the same sessionId
@@ -126,6 +128,10 @@ export interface SessionLimits {
   providerReplayMs: number;
   /** At session end (or a stream's), how long in-flight utterances get to produce their finals. */
   finishTimeoutMs: number;
+  /** PCM towards a provider is sent in messages of this much audio (ms); 0 or absent: one per frame. */
+  pcmBatchMs?: number;
+  /** Only voice goes to PCM providers (absent: every frame). */
+  silenceGate?: SilenceGateSettings;
 }
 
 /**

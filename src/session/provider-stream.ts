@@ -119,6 +119,17 @@ export class ProviderStream implements HeldAudio {
   private unfinalisedMs = 0;
   /** Why the next connection opens (a failure's kind, `rotation`, `expired`), for the metrics. */
   private reopenReason = 'closed';
+  /**
+   * PCM gathered for one upstream message (PCM_BATCH_MS): one buffer per batch, which is then
+   * sent and kept for replay as is (no per-frame copy besides the one into it). It exists only
+   * while a connection is open: whatever takes the connection away sends or queues it first.
+   */
+  private batch: Uint8Array | undefined;
+  private batchBytes = 0;
+  private batchMs = 0;
+  private batchArrival = 0;
+  /** Bytes of one batch (0: no batching). */
+  private readonly batchCapacity: number;
 
   /**
    * Audio waits in the queue while a connection opens or backs off: at
@@ -133,15 +144,28 @@ export class ProviderStream implements HeldAudio {
   ) {
     this.backlog = ctx.backlog ?? new SessionBacklog(ctx);
     ctx.metrics.state.providerStreams++;
+    const batchMs = ctx.limits.pcmBatchMs ?? 0;
+    // Whole 16-bit samples of the provider's rate; Opus and Ogg pass-through are never batched.
+    this.batchCapacity = o.format.kind === 'pcm16' && batchMs > 0 ? 2 * Math.round((o.format.sampleRate * batchMs) / 1000) : 0;
+  }
+
+  /**
+   * Audio the client sent for this stream, counted for usage whether or not it is sent: the
+   * participant reports it before the silence gate, which keeps most of it from `push`.
+   */
+  heard(durationMs: number): void {
+    this.o.usage?.received(durationMs);
   }
 
   push(audio: Uint8Array, durationMs: number, arrival: number): void {
     if (this.closed || this.finishing) return;
-    this.o.usage?.received(durationMs);
     const link = this.link;
     if (link?.conn) {
       if (this.dueForRotation(link, arrival)) {
         this.rotate();
+      } else if (this.batchCapacity > 0 && durationMs > 0) {
+        this.addToBatch(link, audio, durationMs, arrival);
+        return;
       } else {
         this.sendNow(link, audio, durationMs, arrival);
         return;
@@ -153,6 +177,45 @@ export class ProviderStream implements HeldAudio {
     if (wait <= 0) this.open();
     // Audio waits out the backoff in the queue; it must not wait for more audio to arrive.
     else this.retryTimer = this.ctx.timers.setTimeout(() => this.retryNow(), wait);
+  }
+
+  private addToBatch(link: Link, audio: Uint8Array, durationMs: number, arrival: number): void {
+    if (this.batchBytes + audio.byteLength > this.batchCapacity) this.sendBatch();
+    if (audio.byteLength >= this.batchCapacity) {
+      this.sendNow(link, audio, durationMs, arrival);
+      return;
+    }
+    if (!this.batch) {
+      this.batch = new Uint8Array(this.batchCapacity);
+      this.batchArrival = arrival;
+    }
+    this.batch.set(audio, this.batchBytes);
+    this.batchBytes += audio.byteLength;
+    this.batchMs += durationMs;
+    if (this.batchBytes === this.batchCapacity) this.sendBatch();
+  }
+
+  /**
+   * Sends the audio gathered so far now (end of speech, flush, rotation, finish), or queues it
+   * when its connection is gone. Nothing else is ever sent before it, so order is kept.
+   */
+  sendBatch(): void {
+    const batch = this.batch;
+    if (!batch) return;
+    const bytes = this.batchBytes;
+    const ms = this.batchMs;
+    this.batch = undefined;
+    this.batchBytes = 0;
+    this.batchMs = 0;
+    const audio = bytes === batch.byteLength ? batch : batch.subarray(0, bytes);
+    const link = this.link;
+    if (link?.conn && !this.closed) this.sendNow(link, audio, ms, this.batchArrival, true);
+    else if (!this.closed) this.enqueue(audio, ms, this.batchArrival);
+  }
+
+  /** A batch started before `before` (the session's sweep): sent now rather than wait for more audio. */
+  sendStaleBatch(before: number): void {
+    if (this.batch && this.batchArrival < before) this.sendBatch();
   }
 
   /** Before the provider's cap, or at the first utterance boundary once it announced the end. */
@@ -174,6 +237,7 @@ export class ProviderStream implements HeldAudio {
 
   /** End of utterance (idle timeout or stop). */
   flush(): void {
+    this.sendBatch();
     const link = this.link;
     if (link?.conn) {
       link.conn.flush();
@@ -189,6 +253,7 @@ export class ProviderStream implements HeldAudio {
   /** Finalise what is in flight (bounded by `timeoutMs`), then close everything. */
   async finish(timeoutMs: number): Promise<void> {
     if (this.closed || this.finishing) return;
+    this.sendBatch();
     this.finishing = true;
     const deadline = this.ctx.timers.now() + timeoutMs;
     const left = () => Math.max(0, deadline - this.ctx.timers.now());
@@ -225,6 +290,7 @@ export class ProviderStream implements HeldAudio {
    * the stream closed without sending it.
    */
   handOver(): (Queued | undefined)[] {
+    this.sendBatch();
     const pending: (Queued | undefined)[] = this.unfinalised.map((u) => ('flush' in u ? undefined : u));
     pending.push(...this.queue);
     if (this.flushQueued || this.link?.flushOnOpen) pending.push(undefined);
@@ -243,6 +309,9 @@ export class ProviderStream implements HeldAudio {
   }
 
   private drop(): void {
+    this.batch = undefined;
+    this.batchBytes = 0;
+    this.batchMs = 0;
     if (this.retryTimer !== undefined) this.ctx.timers.clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.queue.length = 0;
@@ -426,6 +495,8 @@ export class ProviderStream implements HeldAudio {
 
   /** Move the current connection aside to finish its utterance; new audio opens a new one. */
   private rotate(): void {
+    // The retiring connection's utterance includes what was gathered for it.
+    this.sendBatch();
     const old = this.link;
     this.link = undefined;
     if (old) this.stopRotationTimer(old);
@@ -511,6 +582,8 @@ export class ProviderStream implements HeldAudio {
   private onClosed(link: Link, err: ProviderError): void {
     if (this.link !== link) return;
     this.link = undefined;
+    // Never sent: it waits in the queue, first, for the next connection.
+    this.sendBatch();
     if (link.expiring) {
       // The end it announced: not a failure, and the next audio opens a new connection at once.
       this.stopRotationTimer(link);

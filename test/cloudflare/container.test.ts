@@ -48,6 +48,10 @@ async function startNode(): Promise<NodeServer> {
       FORCE_COMMIT_TIMEOUT: '0.5',
       PROVIDER_QUEUE_MS: '60000',
       FINISH_TIMEOUT_MS: '3000',
+      // Frames unchanged at the provider too: every one of them is sent.
+      SILENCE_GATE: 'false',
+      // It shares its event loop with miniflare and the test's fast replays: no saturation limit.
+      MAX_EVENT_LOOP_LAG_MS: '0',
     },
     log: createLogger('info', (_level, line) => nodeLogs.push(JSON.parse(line) as LogLine)),
   });

@@ -38,6 +38,12 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
       // A fast replay delivers the whole capture while the provider connection opens.
       PROVIDER_QUEUE_MS: '60000',
       MAX_PARTICIPANTS: '4',
+      // Every frame to the provider, one message each (the suite counts appends and compares
+      // every runtime's finals; test/e2e/silence.test.ts covers the gate and batching), and no
+      // saturation limit on a machine the three runtimes share.
+      SILENCE_GATE: 'false',
+      PCM_BATCH_MS: '0',
+      MAX_EVENT_LOOP_LAG_MS: '0',
       // The launchers learn the port from the info-level 'listening' line.
       LOG_LEVEL: 'info',
     });

@@ -41,6 +41,8 @@ describe.each(['node', 'deno'] as const)('SIGTERM to the %s server while a final
       OPENAI_TURN_DETECTION: 'null',
       DISPATCHER_WS_URL: dispatcher.url(),
       LOG_LEVEL: 'info',
+      // The utterance must still be pending at the signal: no local end of speech commits it.
+      SILENCE_GATE: 'false',
       ...env,
     });
     const sessionId = `drain-${runtime}-${Math.random().toString(36).slice(2, 8)}`;
@@ -48,7 +50,7 @@ describe.each(['node', 'deno'] as const)('SIGTERM to the %s server while a final
     const client = await TestClient.connect(ws(`sessionId=${sessionId}&sendBack=true&useDispatcher=true`));
     const before = fake.connections.length;
     await replayJvb(client, { pace: 'fast', records: speech });
-    await fake.waitFor(() => (fake.connections[before]?.appends ?? 0) >= speech.length - 2, 'the utterance at the provider');
+    await fake.waitFor(() => (fake.connections[before]?.audioMs ?? 0) >= (speech.length - 2) * 20, 'the utterance at the provider');
     return { server, client, ws, origin: `http://127.0.0.1:${server.port}` };
   }
 

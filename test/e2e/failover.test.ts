@@ -112,7 +112,7 @@ describe('failover', () => {
     await client.waitFor(() => switches().length === 2, 'the probe back');
     expect(switches()[1]).toEqual({ event: 'provider-switched', tag: TAG_B, from: 'deepgram', to: 'openai', reason: 'probe' });
     say(50);
-    await openai.waitFor(() => openai.connections.some((c) => c.authorized && c.appends >= 50), 'the next utterance at OpenAI');
+    await openai.waitFor(() => openai.connections.some((c) => c.authorized && c.audioMs >= 50 * 20), 'the next utterance at OpenAI');
   });
 
   it('stays put with a single provider: it retries, as before', async () => {

@@ -139,7 +139,7 @@ describe('Gemini goAway', () => {
     const client = await proxy.connect();
     const a = onlyTag(records, TAG_A);
     await replayJvb(client, { pace: 'fast', records: a.slice(0, 200) });
-    await fake.waitFor(() => fake.connections[0]?.audioMessages === 199, 'the first audio');
+    await fake.waitFor(() => (fake.connections[0]?.samples ?? 0) >= 199 * 320, 'the first audio');
     const old = fake.connections[0]!;
     // Less time than the proxy needs to let a retiring connection finish: rotate now.
     old.goAway(1_000);
@@ -165,7 +165,7 @@ describe('Gemini goAway', () => {
     const client = await proxy.connect();
     const a = onlyTag(records, TAG_A);
     await replayJvb(client, { pace: 'fast', records: a.slice(0, 120) });
-    await fake.waitFor(() => fake.connections[0]?.audioMessages === 119, 'the first audio');
+    await fake.waitFor(() => (fake.connections[0]?.samples ?? 0) >= 119 * 320, 'the first audio');
     const old = fake.connections[0]!;
     old.goAway(60_000);
     // At the pace of speech, so that turns end (and finals arrive) between frames.
@@ -248,7 +248,9 @@ describe('Gemini failures', () => {
     await client.waitFor(() => client.finals(TAG_B).length >= fake.connections[0]!.turns.length, 'B’s finals');
     const bFinals = client.finals(TAG_B).length;
 
-    fake.faults.closeAfterAudio = { messages: 60, code: 1011, reason: 'Internal error encountered.' };
+    // Audio queued while the connection opens goes frame by frame, the rest in 100 ms messages
+    // (PCM_BATCH_MS): well into the turn, before the 100 frames are all sent.
+    fake.faults.closeAfterAudio = { messages: 30, code: 1011, reason: 'Internal error encountered.' };
     const a = onlyTag(records, TAG_A);
     await replayJvb(client, { pace: 'fast', records: a.slice(0, 100) });
     await until(() => logsWith(proxy, 'Gemini closed the connection (1011 Internal error encountered.)').length > 0, 'the loss in the log');

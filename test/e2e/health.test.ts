@@ -55,6 +55,7 @@ describe('/health', () => {
         providers: [],
         sessions: 0,
         participants: 0,
+        eventLoopLagMs: 0,
       },
     });
   });

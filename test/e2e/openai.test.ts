@@ -48,7 +48,7 @@ async function replayAndWait(client: TestClient, proxy: Proxy): Promise<void> {
   // Everything sent has been transcribed once every connection's audio is committed and
   // completed: wait for the client to have as many finals as the fake produced texts.
   await proxy.fake.waitFor(
-    () => proxy.fake.connections.reduce((n, c) => n + c.appends, 0) >= capture.length - 2,
+    () => proxy.fake.connections.reduce((n, c) => n + c.audioMs, 0) >= (capture.length - 2) * 20,
     'all audio appended',
   );
 }
@@ -200,7 +200,7 @@ describe('output gating and provider behaviour', () => {
     const client = await proxy.connect({ sessionId: 'ooo' });
     await replayJvb(client, { pace: 'fast', records: capture.filter((r) => r.tag === TAG_B) });
     const conn = () => proxy.fake.connections[before];
-    await proxy.fake.waitFor(() => conn() !== undefined && conn()!.appends === packets.get(TAG_B)!.length, 'appends');
+    await proxy.fake.waitFor(() => conn() !== undefined && conn()!.audioMs >= packets.get(TAG_B)!.length * 20, 'appends');
     const items = () => conn()!.sent.filter((e) => e.type === 'input_audio_buffer.committed').map((e) => e.item_id);
     const texts = () => conn()!.sent.filter((e) => e.type === 'conversation.item.input_audio_transcription.completed');
     await proxy.fake.waitFor(() => texts().length === items().length, 'every committed item completed');
@@ -242,7 +242,7 @@ describe('output gating and provider behaviour', () => {
     const records = capture.filter((r) => r.event === 'start' || r.tag === TAG_B);
     const half = Math.floor(records.length / 2);
     await replayJvb(client, { pace: 'fast', records: records.slice(0, half) });
-    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.appends ?? 0) >= half - 2, 'first half appended');
+    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.audioMs ?? 0) >= (half - 2) * 20, 'first half appended');
     const victim = proxy.fake.connections[before]!;
     victim.close(1011, 'server_error');
     const lost = () => proxy.logs.find((l) => l.msg === 'provider connection lost' && l.session === 'dying');
@@ -262,7 +262,7 @@ describe('output gating and provider behaviour', () => {
     try {
       const client = await local.connect({ sessionId: 'stop' });
       await replayJvb(client, { pace: 'fast', records: capture.filter((r) => r.tag === TAG_A).slice(0, 151) });
-      await local.fake.waitFor(() => local.fake.connections[0]?.appends === 150, 'appends');
+      await local.fake.waitFor(() => (local.fake.connections[0]?.audioMs ?? 0) >= 150 * 20, 'appends');
       client.send({ event: 'stop', stop: { tag: TAG_A } });
       await client.waitFor(() => client.finals().length === 1, 'the final of the stopped tag');
       await local.fake.waitFor(() => local.fake.connections[0]!.closedWith !== undefined, 'provider stream closed');

@@ -66,7 +66,8 @@ describe('a provider that drops mid-utterance', () => {
   it('replays what the dead connection had heard: the utterance comes back whole, nothing twice', async () => {
     expect(expected.length).toBeGreaterThanOrEqual(1);
     // One second into the speech, the connection dies (1011), once.
-    proxy.fake.faults = { closeMidUtteranceAfterAppends: 50, closeMidUtteranceTimes: 1 };
+    // 100 ms appends (PCM_BATCH_MS), queued audio included: one second in.
+    proxy.fake.faults = { closeMidUtteranceAfterAppends: 10, closeMidUtteranceTimes: 1 };
     const before = proxy.fake.connections.length;
     const client = await proxy.connect({ sessionId: 'dropped' });
     await replayJvb(client, { pace: 'fast', records: speechOf(TAG_B) });
@@ -86,7 +87,8 @@ describe('a provider that drops mid-utterance while the speaker goes on', () => 
     const proxy = await startProxy({ FORCE_COMMIT_TIMEOUT: '0.5' });
     try {
       const expected = await baselineFinals(proxy, TAG_B);
-      proxy.fake.faults = { closeMidUtteranceAfterAppends: 60, closeMidUtteranceTimes: 1 };
+      // 100 ms appends (PCM_BATCH_MS): 1.2 s into the utterance.
+      proxy.fake.faults = { closeMidUtteranceAfterAppends: 12, closeMidUtteranceTimes: 1 };
       const before = proxy.fake.connections.length;
       const client = await proxy.connect({ sessionId: 'dropped-live' });
       await replayJvb(client, { pace: 'realtime', records: speechOf(TAG_B) });
@@ -116,7 +118,7 @@ describe('a media server that reconnects with the same sessionId', () => {
     const before = proxy.fake.connections.length;
     const client = await proxy.connect({ sessionId: 'done' });
     await replayJvb(client, { pace: 'fast', records: speechOf(TAG_B).slice(0, 40) });
-    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.appends ?? 0) >= 30, 'audio at the provider');
+    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.audioMs ?? 0) >= 30 * 20, 'audio at the provider');
     await client.close();
     // Well inside the 5 s grace: the provider stream is released, nothing waits detached.
     await proxy.fake.waitFor(() => proxy.fake.connections[before]?.closedWith?.by === 'client', 'the provider stream released', 3_000);
@@ -129,7 +131,7 @@ describe('a media server that reconnects with the same sessionId', () => {
     const before = proxy.fake.connections.length;
     const first = await proxy.connect({ sessionId: 'blip' });
     await replayJvb(first, { pace: 'fast', records: records.slice(0, half) });
-    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.appends ?? 0) >= half - 1, 'the first half at the provider');
+    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.audioMs ?? 0) >= (half - 1) * 20, 'the first half at the provider');
     // The network blips: no close frame, the socket is just gone.
     first.ws.terminate();
     // A reconnect the server sees before it noticed the drop would be a second session (§4.9).
@@ -158,7 +160,7 @@ describe('a media server that reconnects with the same sessionId', () => {
     const before = proxy.fake.connections.length;
     const first = await proxy.connect({ sessionId: 'held' });
     await replayJvb(first, { pace: 'fast', records: records.slice(0, 80) });
-    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.appends ?? 0) >= 79, 'the audio at the provider');
+    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.audioMs ?? 0) >= 79 * 20, 'the audio at the provider');
     const finalsBefore = await finalsCount();
     const detached = async () => metricValue(await proxy.metrics(), 'transcriber_sessions_detached');
     const detachedBefore = await detached();
@@ -195,7 +197,7 @@ describe('a media server that reconnects with the same sessionId', () => {
     await replayJvb(one, { pace: 'fast', records });
     await replayJvb(two, { pace: 'fast', records });
     await proxy.fake.waitFor(() => proxy.fake.connections.length - before === 2, 'a provider stream for each socket');
-    await proxy.fake.waitFor(() => proxy.fake.connections.slice(before).every((c) => c.appends >= 39), 'the audio of both');
+    await proxy.fake.waitFor(() => proxy.fake.connections.slice(before).every((c) => c.audioMs >= 39 * 20), 'the audio of both');
     await one.close();
     two.send({ event: 'ping', id: 'still here' });
     await two.waitFor(() => two.messages.some((m) => m.event === 'pong'), 'the pong');
@@ -207,7 +209,7 @@ describe('a media server that reconnects with the same sessionId', () => {
     const before = proxy.fake.connections.length;
     const anonymous = await TestClient.connect(`ws://127.0.0.1:${proxy.server.port}/transcribe?sendBack=true`);
     await replayJvb(anonymous, { pace: 'fast', records: speechOf(TAG_B).slice(0, 40) });
-    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.appends ?? 0) >= 39, 'audio at the provider');
+    await proxy.fake.waitFor(() => (proxy.fake.connections[before]?.audioMs ?? 0) >= 39 * 20, 'audio at the provider');
     anonymous.ws.terminate();
     await proxy.fake.waitFor(() => proxy.fake.connections[before]!.closedWith !== undefined, 'the provider stream closed');
     expect(proxy.logs.filter((l) => l.session === null).map((l) => l.msg)).not.toContain('session detached');
@@ -225,7 +227,7 @@ describe('a media server that reconnects with the same sessionId', () => {
     try {
       const first = await short.connect({ sessionId: 'gone', useDispatcher: 'true' });
       await replayJvb(first, { pace: 'fast', records: speechOf(TAG_B).slice(0, 80) });
-      await short.fake.waitFor(() => (short.fake.connections[0]?.appends ?? 0) >= 79, 'audio at the provider');
+      await short.fake.waitFor(() => (short.fake.connections[0]?.audioMs ?? 0) >= 79 * 20, 'audio at the provider');
       first.ws.terminate();
       await until(() => short.logs.some((l) => l.msg === 'session detached' && l.session === 'gone'), 'the session detached');
       const conn = short.fake.connections[0]!;
@@ -254,7 +256,7 @@ describe('a media server that reconnects with the same sessionId', () => {
     try {
       const first = await short.connect({ sessionId: 'gone' });
       await replayJvb(first, { pace: 'fast', records: speechOf(TAG_B).slice(0, 40) });
-      await short.fake.waitFor(() => (short.fake.connections[0]?.appends ?? 0) >= 30, 'audio at the provider');
+      await short.fake.waitFor(() => (short.fake.connections[0]?.audioMs ?? 0) >= 30 * 20, 'audio at the provider');
       first.ws.terminate();
       await short.fake.waitFor(() => short.fake.connections[0]?.closedWith !== undefined, 'the provider stream closed');
       expect(short.logs.map((l) => l.msg)).not.toContain('session detached');

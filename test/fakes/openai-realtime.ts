@@ -103,6 +103,10 @@ export class FakeRealtimeConnection {
   readonly sent: Record<string, unknown>[] = [];
   appends = 0;
   commits = 0;
+  /** Audio appended so far (ms): what a test waits for, however the proxy batched it. */
+  get audioMs(): number {
+    return (this.samples * 1000) / SAMPLE_RATE;
+  }
   closedWith: { code: number; reason: string; by: 'client' | 'server' } | undefined;
   /** timingOnly: arrival of each append on the system's monotonic clock (ns), comparable across processes. */
   readonly appendArrivals: bigint[] = [];
@@ -229,7 +233,12 @@ export class FakeRealtimeConnection {
 
   private onAppend(audio: unknown): void {
     if (this.fake.options.timingOnly) {
-      this.appendArrivals.push(process.hrtime.bigint());
+      // One arrival per 20 ms frame the append carries (24 kHz int16: 960 bytes), so that a
+      // proxy that gathers frames into fewer messages is timed frame by frame all the same.
+      const at = process.hrtime.bigint();
+      const bytes = typeof audio === 'string' ? (audio.length * 3) / 4 : 0;
+      const frames = Math.max(1, Math.round(bytes / 960));
+      for (let i = 0; i < frames; i++) this.appendArrivals.push(at);
       this.appends++;
       return;
     }

@@ -313,7 +313,8 @@ describe('end to end: fakes echoing the secret back', () => {
     it('quoted with the URL (?key=) in an error message and in the close reason of a live connection', async () => {
       const s = await start((key) => ({
         errorAfterSetup: `Request contains an invalid argument (quota project not set for wss://generativelanguage.googleapis.com${LIVE_PATH}?key=${key}); see the documentation`,
-        closeAfterAudio: { messages: 20, code: 1011, reason: `Internal error for ?key=${key}&alt=ws` },
+        // 100 ms messages (PCM_BATCH_MS): 0.4 s in.
+        closeAfterAudio: { messages: 4, code: 1011, reason: `Internal error for ?key=${key}&alt=ws` },
       }));
       await replayJvb(s.client, { pace: 'fast', records: onlyTag(records, TAG_A).slice(0, 60) });
       await until(() => s.proxy.logs.some((l) => l.msg === 'provider connection lost'), 'the lost connection in the log');

@@ -24,11 +24,19 @@ export interface ClockedServer {
   close(): Promise<void>;
 }
 
+/**
+ * These suites count frames at the provider on a manual clock: one message per frame
+ * (batching would hold the last ones until the clock moves), every frame (no silence gate),
+ * and no saturation limit (the clock does not measure the loop). test/e2e/silence.test.ts and
+ * test/e2e/saturation.test.ts cover those.
+ */
+const FRAME_BY_FRAME = { PCM_BATCH_MS: '0', SILENCE_GATE: 'false', MAX_EVENT_LOOP_LAG_MS: '0' };
+
 export async function startClockedServer(env: Record<string, string>, clock = new ManualClock()): Promise<ClockedServer> {
   const logs: LogLine[] = [];
   const log = createLogger('debug', (_level, line) => void logs.push(JSON.parse(line) as LogLine));
   const connector = new RecordingConnector(clock);
-  const server = await startServer({ ...nodeAdapter, connector }, { env: { PORT: '0', HOST: '127.0.0.1', ...env }, log, timers: clock });
+  const server = await startServer({ ...nodeAdapter, connector }, { env: { PORT: '0', HOST: '127.0.0.1', ...FRAME_BY_FRAME, ...env }, log, timers: clock });
   const clients: TestClient[] = [];
   return {
     clock,

@@ -31,7 +31,15 @@ export async function startProviderServer(env: Record<string, string>): Promise<
   // Sessions end when their client closes unless a test asks for resumption: these servers share
   // one process (and its Opus codec), where a session left waiting for its client would hold
   // its decoders and provider sockets into the next test.
-  const server = await startNodeServer({ env: { PORT: '0', HOST: '127.0.0.1', RESUME_GRACE_MS: '0', ...env }, log });
+  // The silence gate is off unless a test asks for it: these suites assert that every sample of
+  // their recordings reaches the provider (test/e2e/silence.test.ts runs the default, gate on).
+  // So is the saturation limit: the tests block the loop they share with the server when they
+  // replay a capture at full speed, which must not refuse their next session
+  // (test/e2e/saturation.test.ts sets it).
+  const server = await startNodeServer({
+    env: { PORT: '0', HOST: '127.0.0.1', RESUME_GRACE_MS: '0', SILENCE_GATE: 'false', MAX_EVENT_LOOP_LAG_MS: '0', ...env },
+    log,
+  });
   const url = (path: string) => `http://127.0.0.1:${server.port}${path}`;
   const clients: TestClient[] = [];
   return {

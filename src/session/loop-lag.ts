@@ -1,0 +1,49 @@
+import type { Timers } from '../util/timers.ts';
+
+/** How often the probe looks, and how many of its last looks count. */
+const PERIOD_MS = 100;
+const WINDOW = 5;
+
+/**
+ * How far behind the event loop runs, from the drift of a timer: portable (Node, Deno,
+ * workerd alike; perf_hooks' monitorEventLoopDelay is Node's only) and cheap (ten wake-ups a
+ * second, and only while `active()`, so an idle process keeps no timer alive). Read at the
+ * moment of a request, it also counts the look that is overdue now: a loop stalled for
+ * seconds reads as such even before its timer fires.
+ */
+export class LoopLag {
+  private timer: unknown;
+  private expected = 0;
+  private readonly recent = new Array<number>(WINDOW).fill(0);
+  private at = 0;
+
+  constructor(
+    private readonly timers: Timers,
+    private readonly active: () => boolean,
+  ) {}
+
+  /** The worst lag (ms) of the last half second, the overdue look included. */
+  get lagMs(): number {
+    if (this.timer === undefined) return 0;
+    return Math.max(0, this.timers.now() - this.expected, ...this.recent);
+  }
+
+  /** Starts looking (a session opened); stops by itself once `active()` is false. */
+  watch(): void {
+    if (this.timer !== undefined) return;
+    this.expected = this.timers.now() + PERIOD_MS;
+    this.timer = this.timers.setTimeout(this.look, PERIOD_MS);
+  }
+
+  private readonly look = (): void => {
+    const now = this.timers.now();
+    this.recent[this.at++ % WINDOW] = Math.max(0, now - this.expected);
+    if (!this.active()) {
+      this.timer = undefined;
+      this.recent.fill(0);
+      return;
+    }
+    this.expected = now + PERIOD_MS;
+    this.timer = this.timers.setTimeout(this.look, PERIOD_MS);
+  };
+}
