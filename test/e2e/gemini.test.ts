@@ -207,7 +207,14 @@ describe('Gemini failures', () => {
 
     await other.waitFor(() => other.finals(TAG_A).length > 0 && other.finals(TAG_B).length > 0, 'the other session’s finals');
     expect(victim.closed).toBeUndefined();
-    expect(victim.results()).toEqual([]);
+    // OpenAI is configured too, so the victim fails over to it (docs/PROTOCOL.md §5.6): its
+    // finals come from there, whenever they arrive (waited for, not raced against the other's).
+    expect(victim.messages.filter((m) => m.event === 'provider-switched')).toEqual([
+      { event: 'provider-switched', tag: TAG_A, from: 'gemini', to: 'openai', reason: 'auth' },
+    ]);
+    await victim.waitFor(() => victim.finals(TAG_A).length > 0, 'the victim’s finals from OpenAI');
+    expect(fake.handshakes).toHaveLength(1);
+    expect(JSON.stringify(victim.messages)).not.toContain(badKey);
   });
 
   it('an unknown model is refused at setup, not retried soon', async () => {
