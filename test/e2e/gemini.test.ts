@@ -234,10 +234,17 @@ describe('Gemini failures', () => {
     const window = a.filter((r) => r.receivedAt - records[0]!.receivedAt < 3_000);
     await replayJvb(client, { pace: 'realtime', records: window });
 
+    // Counts, not times. The backoff waits 0.25–0.5, 0.5–1, 1–2, 2–4, 4–8, 8–16 s (0.5 s doubling,
+    // jittered): the replay lasts at least its 3 s, so at least 2 attempts; a seventh needs over
+    // 15.75 s, five times the replay, which a slow CI machine does not come near. A tight loop
+    // would make hundreds.
+    // An attempt may be in flight as the replay ends: wait until the proxy has logged each one.
+    const refused = () => logsWith(proxy, 'Gemini handshake failed: handshake refused with HTTP 503');
+    await until(() => refused().length === fake.handshakes.length, 'each attempt logged');
     const attempts = fake.handshakes.length;
     expect(attempts).toBeGreaterThanOrEqual(2);
     expect(attempts).toBeLessThanOrEqual(6);
-    expect(logsWith(proxy, 'Gemini handshake failed: handshake refused with HTTP 503')).toHaveLength(attempts);
+    expect(refused()).toHaveLength(attempts);
     expect(metricValue(await proxy.metrics(), 'transcriber_backend_errors_total', { provider: 'gemini', kind: 'handshake' })).toBe(attempts);
 
     fake.faults.refuseHandshake = undefined;
