@@ -105,3 +105,28 @@ it('accepts a well-formed query with its defaults', () => {
     },
   });
 });
+
+describe('edges of the query', () => {
+  it('reads the first value of a repeated parameter, as URLSearchParams.get does', () => {
+    const result = parse('sessionId=first&sessionId=second&sendBack=true&sendBack=false');
+    expect(result.ok && [result.params.sessionId, result.params.sendBack]).toEqual(['first', true]);
+  });
+
+  it('accepts transcribe=true, and leaves the unset flags false', () => {
+    expect(parse('transcribe=true&sendBack=1').ok).toBe(true);
+    const toDispatcher = parse('sessionId=x&useDispatcher=true', { available: true });
+    expect(toDispatcher.ok && toDispatcher.params).toMatchObject({ sendBack: false, sendBackInterim: false, useDispatcher: true });
+  });
+
+  it('says when no provider is configured at all', () => {
+    expect(problems(parse('sendBack=true&provider=gemini', { configured: [] }))).toEqual([
+      'provider "gemini" is not configured: set GEMINI_API_KEY (configured: none)',
+    ]);
+  });
+
+  it('quotes an unknown provider up to 40 characters, then clips it', () => {
+    const at40 = 'p'.repeat(40);
+    expect(problems(parse(`sendBack=true&provider=${at40}`))[0]).toBe(`provider "${at40}" is unknown; known providers: openai, deepgram, gemini`);
+    expect(problems(parse(`sendBack=true&provider=${at40}q`))[0]).toBe(`provider "${at40}…" is unknown; known providers: openai, deepgram, gemini`);
+  });
+});
