@@ -6,7 +6,7 @@
 import * as v from 'valibot';
 import { describe, expect, it } from 'vitest';
 import { InboundEvent, InputEncoding, describeIssues, isKnownEvent } from '../../src/protocol/inbound.ts';
-import { errorMessage, pong, providerErrorCode } from '../../src/protocol/outbound.ts';
+import { errorMessage, pong, providerErrorCode, providerSwitched } from '../../src/protocol/outbound.ts';
 import { participantIdOf } from '../../src/protocol/participant.ts';
 
 describe('inbound', () => {
@@ -39,6 +39,14 @@ describe('outbound', () => {
     expect(pong(7)).toBe('{"event":"pong","id":7}');
     expect(pong(null)).toBe('{"event":"pong","id":null}');
     expect(pong({ a: ['b'] })).toBe('{"event":"pong","id":{"a":["b"]}}');
+    // An id nested deeper than JSON.stringify's stack: no pong (the caller refuses the ping).
+    let deep: unknown[] = [];
+    for (let i = 0; i < 1_000_000; i++) deep = [deep];
+    expect(pong(deep)).toBeUndefined();
+  });
+
+  it('tells which provider a participant moved from and to, and why', () => {
+    expect(providerSwitched('abc-1', 'deepgram', 'openai', 'auth')).toEqual({ event: 'provider-switched', tag: 'abc-1', from: 'deepgram', to: 'openai', reason: 'auth' });
   });
 
   it('gives each provider failure its client code', () => {
