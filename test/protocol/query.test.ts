@@ -152,6 +152,7 @@ describe('each rule across parameters runs once the flags it reads are valid, wh
     expect(problems(parse('sendBack=true&useDispatcher=perhaps', { available: true }))).toEqual([
       'useDispatcher must be true or false (or 1, 0, yes, no, on, off), got "perhaps"',
     ]);
+    expect(problems(parse('sessionId=x&useDispatcher='))).toEqual(['useDispatcher must be true or false (or 1, 0, yes, no, on, off), got ""']);
   });
 
   it('lists every configured provider when the one asked for is not', () => {
