@@ -256,7 +256,10 @@ describe('the Worker in front of the container', () => {
   it('keeps the container awake while the socket is live, and lets it sleep once idle', async () => {
     const client = await TestClient.connect(wsUrl({ sessionId: 'cf-idle', sendBack: 'true' }));
     await until(() => tap.session('cf-idle').length === 1, 'the session at the container');
-    // Several idle periods without a frame.
+    // Several idle periods without a frame. Real time is unavoidable (workerd's alarms and the
+    // container's sleep run on their own clocks): staying awake is asserted after three sleep
+    // periods, so a machine slow to deliver alarms can only make it pass late, not fail; the sleep
+    // that follows is given 30 s, thirty sleep periods.
     await new Promise((resolve) => setTimeout(resolve, SLEEP_AFTER_SECONDS * 3_000));
     expect(client.closed).toBeUndefined();
     expect((await health('cf-idle')).body.container).toMatchObject({ state: 'healthy' });

@@ -120,7 +120,11 @@ describe('dispatcher over WebSocket (Node)', () => {
       const m = JSON.parse(data.toString()) as { event: string; is_interim?: boolean };
       if (m.event === 'transcription-result' && !m.is_interim && dispatcher.down) finalsDuringOutage++;
     });
-    // The outage starts when the first final has arrived, so it falls amid the speech.
+    // The outage starts when the first final has arrived, so it falls amid the speech. Real time
+    // is the point here (a real dispatcher down for 7 s while real-time speech goes on). The
+    // outage is counted from the first final, not from the start, so the later finals (the 10 s
+    // capture's other turns, and the idle commits after it) fall inside it however slow the
+    // machine; the 120 s test budget is six times what the replay and the reconnect need.
     const outage = dispatcher.waitFor(() => dispatcher.received.length > 0, 'the first final', 60_000).then(() => dispatcher.outage(7_000));
 
     await replayJvb(client, { pace: 'realtime' });

@@ -59,7 +59,9 @@ it('the capture at real-time pace: finals for both participants while they speak
 it('an Ogg Opus file as 200-byte slices labelled opus, 20 ms apart: a final within 10 s of the last slice', async () => {
   const client = await proxy.connect({ sessionId: 'health-check' });
   await streamOggSlices(client);
-  // The health check's own deadline, counted from the last slice.
+  // The health check's own deadline, counted from the last slice: it is the contract under test,
+  // so it stays at 10 s. The proxy needs FORCE_COMMIT_TIMEOUT (2 s) and a round trip to the fake
+  // on 127.0.0.1, a fifth of it; only a machine stalled for 8 s could fail it.
   await client.waitFor(() => client.finals('cafe01-a0').length > 0, 'a final', 10_000);
   expect(client.finals('cafe01-a0')[0]!.transcript[0]!.text.split(' ').length).toBeGreaterThan(3);
 });

@@ -105,3 +105,59 @@ it('accepts a well-formed query with its defaults', () => {
     },
   });
 });
+
+describe('edges of the query', () => {
+  it('reads the first value of a repeated parameter, as URLSearchParams.get does', () => {
+    const result = parse('sessionId=first&sessionId=second&sendBack=true&sendBack=false');
+    expect(result.ok && [result.params.sessionId, result.params.sendBack]).toEqual(['first', true]);
+  });
+
+  it('accepts transcribe=true, and leaves the unset flags false', () => {
+    expect(parse('transcribe=true&sendBack=1').ok).toBe(true);
+    const toDispatcher = parse('sessionId=x&useDispatcher=true', { available: true });
+    expect(toDispatcher.ok && toDispatcher.params).toMatchObject({ sendBack: false, sendBackInterim: false, useDispatcher: true });
+  });
+
+  it('says when no provider is configured at all', () => {
+    expect(problems(parse('sendBack=true&provider=gemini', { configured: [] }))).toEqual([
+      'provider "gemini" is not configured: set GEMINI_API_KEY (configured: none)',
+    ]);
+  });
+
+  it('quotes an unknown provider up to 40 characters, then clips it', () => {
+    const at40 = 'p'.repeat(40);
+    expect(problems(parse(`sendBack=true&provider=${at40}`))[0]).toBe(`provider "${at40}" is unknown; known providers: openai, deepgram, gemini`);
+    expect(problems(parse(`sendBack=true&provider=${at40}q`))[0]).toBe(`provider "${at40}…" is unknown; known providers: openai, deepgram, gemini`);
+  });
+});
+
+describe('each rule across parameters runs once the flags it reads are valid, whatever else is wrong', () => {
+  const LANG = 'lang must be a BCP-47 or ISO 639-1 code such as en or pt-BR (got "english!")';
+  it('still reports the rule beside an unrelated mistake', () => {
+    expect(problems(parse('sessionId=a%20b&useDispatcher=true'))).toEqual([
+      'sessionId must be 1-256 characters of letters, digits, and . _ : @ -',
+      'useDispatcher=true but this server has no dispatcher configured',
+    ]);
+    expect(problems(parse('sessionId=x&lang=english!'))).toEqual([LANG, 'no output: set sendBack=true (and sendBackInterim=true for interims) or useDispatcher=true']);
+    expect(problems(parse('lang=english!&useDispatcher=on', { available: true }))).toEqual([
+      LANG,
+      'sessionId is required when transcripts go to the dispatcher (useDispatcher=true or USE_DISPATCHER)',
+    ]);
+  });
+
+  it('does not report it twice when a flag it reads is the mistake', () => {
+    expect(problems(parse('sessionId=x&sendBackInterim=maybe'))).toEqual([
+      'sendBackInterim must be true or false (or 1, 0, yes, no, on, off), got "maybe"',
+    ]);
+    expect(problems(parse('sendBack=true&useDispatcher=perhaps', { available: true }))).toEqual([
+      'useDispatcher must be true or false (or 1, 0, yes, no, on, off), got "perhaps"',
+    ]);
+    expect(problems(parse('sessionId=x&useDispatcher='))).toEqual(['useDispatcher must be true or false (or 1, 0, yes, no, on, off), got ""']);
+  });
+
+  it('lists every configured provider when the one asked for is not', () => {
+    expect(problems(parse('sendBack=true&provider=gemini', { configured: ['openai', 'deepgram'] }))).toEqual([
+      'provider "gemini" is not configured: set GEMINI_API_KEY (configured: openai, deepgram)',
+    ]);
+  });
+});
