@@ -356,6 +356,16 @@ export class ProviderStream implements HeldAudio {
     for (const u of this.unfinalised.splice(0, cut)) if (!('flush' in u)) this.unfinalisedMs -= u.durationMs;
     // A flush mark left at the front ends audio that is gone: nothing to end any more.
     while (this.unfinalised[0] && 'flush' in this.unfinalised[0]) this.unfinalised.shift();
+    // A batch (PCM_BATCH_MS) the final ends inside: its samples up to that end are final too,
+    // and a replay must not send them again (the last word heard twice, billed twice).
+    const head = this.unfinalised[0];
+    const format = this.o.format;
+    if (endMs === undefined || !head || 'flush' in head || head.serial !== link.serial || format.kind !== 'pcm16') return;
+    const bytes = 2 * Math.round(((endMs - (head.endMs - head.durationMs)) * format.sampleRate) / 1000);
+    if (bytes <= 0 || bytes >= head.audio.byteLength) return;
+    const ms = (bytes / 2 / format.sampleRate) * 1000;
+    this.unfinalised[0] = { ...head, audio: head.audio.subarray(bytes), durationMs: head.durationMs - ms, arrival: head.arrival + ms };
+    this.unfinalisedMs -= ms;
   }
 
   /** On a new connection, first what the dead one heard and never finalised, flushes where they were. */
