@@ -39,7 +39,11 @@ export interface VoskFaults {
   refuseHandshake?: number;
   /** Refuse this many of the next handshakes (counted down). */
   refuseNext?: { count: number; status: number };
-  /** The next connection (one only) is dropped after this many binary frames: closed with `code`, or cut (no close frame) without one. */
+  /**
+   * The next connection (one only) is dropped once it has received this many 20 ms frames of
+   * audio (at the first binary message that reaches it: the proxy may batch frames,
+   * PCM_BATCH_MS): closed with `code`, or cut (no close frame) without one.
+   */
   dropNext?: { afterFrames: number; code?: number; reason?: string };
   /** Never answer `eof` (nor close). */
   ignoreEof?: boolean;
@@ -79,6 +83,8 @@ export class FakeVoskConnection {
   private partial = '';
   private readonly results: Json[] = [];
   private drop: VoskFaults['dropNext'];
+  /** Bytes of PCM received so far (what `dropNext` counts). */
+  private received = 0;
 
   constructor(
     private readonly ws: WebSocket,
@@ -143,13 +149,16 @@ export class FakeVoskConnection {
     if (this.eof) this.violations.push('audio after eof');
     if (!this.config) this.violations.push('audio before any config');
     this.frames.push(bytes);
-    if (this.drop && this.frames.length === this.drop.afterFrames) {
-      if (this.drop.code === undefined) {
+    this.received += bytes.length;
+    // 20 ms of 16-bit samples at the socket's rate.
+    const drop = this.drop;
+    if (drop && this.received >= drop.afterFrames * (this.sampleRate / 50) * 2) {
+      if (drop.code === undefined) {
         this.closedWith = { code: 1006, reason: 'cut', by: 'server' };
         this.ws.terminate();
         return this.fake.notify();
       }
-      return this.close(this.drop.code, this.drop.reason);
+      return this.close(drop.code, drop.reason);
     }
     this.segmenter.push(to24k(pcmFrom(bytes), this.sampleRate));
     const ended = this.results.shift();
