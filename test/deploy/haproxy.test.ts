@@ -58,6 +58,10 @@ describe.skipIf(!haproxyInstalled)('HAProxy in front of two proxy processes (dep
       PROVIDER_QUEUE_MS: '60000',
       // Room for the slow final below: the drain must outlast HAProxy's checks.
       DRAIN_TIMEOUT_MS: '30000',
+      // Every millisecond of the capture reaches the provider (waited for below): no silence gate.
+      SILENCE_GATE: 'false',
+      // A fast replay blocks the process's loop; on a loaded machine that must not refuse the reconnects.
+      MAX_EVENT_LOOP_LAG_MS: '0',
       LOG_LEVEL: 'info',
     };
     [processes.proxy1, processes.proxy2] = await Promise.all([ENTRIES.node(env), ENTRIES.node(env)]);
@@ -120,12 +124,13 @@ describe.skipIf(!haproxyInstalled)('HAProxy in front of two proxy processes (dep
     // long enough for HAProxy's checks (every 2 s, down after 2: 4-6 s) to see /health say
     // "draining". A real-time bound, so a generous one: 12 s, for a shared, loaded machine.
     const finals = client.finals().length;
-    const appends = () => fake.connections.reduce((n, c) => n + c.appends, 0);
-    const before = appends();
+    // Audio in ms, however PCM_BATCH_MS groups it into appends: each media event is 20 ms.
+    const heardMs = () => fake.connections.reduce((n, c) => n + c.audioMs, 0);
+    const before = heardMs();
     fake.faults = { answerDelayMs: 12_000 };
     const second = readCapture().slice(firstHalf().length);
     await replayJvb(client, { pace: 'fast', records: second });
-    await until(() => appends() >= before + second.filter((r) => r.data.includes('"media"')).length - 4, 'the audio at the provider');
+    await until(() => heardMs() >= before + 20 * (second.filter((r) => r.data.includes('"media"')).length - 4), 'the audio at the provider');
     processes.proxy1.signal('SIGTERM');
     let exited = false;
     void processes.proxy1.exited.then(() => (exited = true));
