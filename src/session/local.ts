@@ -110,7 +110,7 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
       if (max && deps.metrics.state.sessions >= max) {
         return { reason: 'max_sessions', message: `session limit of ${max} reached on this server (MAX_SESSIONS); try again later or another instance` };
       }
-      const behind = lag.lagMs;
+      const behind = lag.sustainedMs;
       if (maxLagMs && behind > maxLagMs) {
         return {
           reason: 'saturated',

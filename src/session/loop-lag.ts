@@ -22,10 +22,21 @@ export class LoopLag {
     private readonly active: () => boolean,
   ) {}
 
-  /** The worst lag (ms) of the last half second, the overdue look included. */
+  /** The worst lag (ms) of the last half second, the overdue look included: what /health shows. */
   get lagMs(): number {
     if (this.timer === undefined) return 0;
     return Math.max(0, this.timers.now() - this.expected, ...this.recent);
+  }
+
+  /**
+   * The lag (ms) every look of the last half second had, at least: what decides saturation.
+   * Media that saturate the loop delay every look; one stall (a garbage collection, a replay
+   * sent at once, a synchronous call) delays one, and must not turn away the sessions that
+   * reconnect just then.
+   */
+  get sustainedMs(): number {
+    if (this.timer === undefined) return 0;
+    return Math.min(...this.recent);
   }
 
   /** Starts looking (a session opened); stops by itself once `active()` is false. */

@@ -7,11 +7,23 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metricValue, startProxy, type Proxy } from '../helpers/proxy.ts';
 
-/** Keeps the event loop busy, as a burst of media frames would. */
+/** Keeps the event loop busy for `ms` at once: one stall, as a garbage collection would. */
 function block(ms: number): void {
   const until = performance.now() + ms;
   while (performance.now() < until) {
     // busy
+  }
+}
+
+/**
+ * Keeps the event loop busy for `ms`, as media would: 300 ms turns, with only a timer's turn
+ * between them, so every look of the lag probe (one per 100 ms) comes late.
+ */
+async function saturate(ms: number): Promise<void> {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    block(300);
+    await new Promise((r) => setTimeout(r, 0));
   }
 }
 
@@ -28,8 +40,14 @@ describe('a saturated event loop', () => {
     await live.waitFor(() => live.messages.some((m) => m.event === 'info'), 'info');
     expect(metricValue(await proxy.metrics(), 'transcriber_event_loop_lag_limit_ms')).toBe(100);
 
-    // 600 ms behind: far over the 100 ms limit (generous, so that a slow machine's own lag does not decide).
+    // One stall of 600 ms is not saturation: a session opening just after it is served.
     block(600);
+    const afterStall = await proxy.connect({ sessionId: 'after-stall' });
+    await afterStall.waitFor(() => afterStall.messages.some((m) => m.event === 'info'), 'info');
+
+    // Every look ~200 ms late or more, for longer than the probe's half-second window: far over
+    // the 100 ms limit (generous, so that a slow machine's own lag does not decide).
+    await saturate(1_000);
     const refused = await proxy.connect({ sessionId: 'late' }).then(
       () => undefined,
       (e: { status?: number; body?: string }) => e,
@@ -38,7 +56,7 @@ describe('a saturated event loop', () => {
     expect(refused?.body).toMatch(/^server saturated: its event loop lags \d+ ms, over 100/);
     expect(metricValue(await proxy.metrics(), 'transcriber_refused_total', { reason: 'saturated' })).toBe(1);
 
-    block(600);
+    await saturate(1_000);
     const health = await fetch(proxy.url('/health'));
     expect(health.status).toBe(200);
     const body = (await health.json()) as { status: string; eventLoopLagMs: number };
@@ -50,6 +68,6 @@ describe('a saturated event loop', () => {
     const later = await proxy.connect({ sessionId: 'later' });
     await later.waitFor(() => later.messages.some((m) => m.event === 'info'), 'info');
     expect(live.closed).toBeUndefined();
-    await Promise.all([live.close(), later.close()]);
+    await Promise.all([live.close(), afterStall.close(), later.close()]);
   });
 });
