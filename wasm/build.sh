@@ -62,50 +62,15 @@ readonly OPUS_LDFLAGS=(
   -sTOTAL_STACK=131072  # libopus keeps its scratch arrays on the stack (VAR_ARRAYS)
 )
 
-die() { echo "build.sh: error: $*" >&2; exit 1; }
-log() { echo "build.sh: $*" >&2; }
-
-sha256() { sha256sum "$1" | cut -d' ' -f1; }
-
-# Installs Debian's emscripten when emcc is missing (CI starts from a bare Debian bookworm).
-ensure_emscripten() {
-  if ! command -v emcc >/dev/null 2>&1; then
-    log "emcc not found; installing Debian's emscripten package with apt-get"
-    local sudo=()
-    if [ "$(id -u)" != 0 ]; then
-      command -v sudo >/dev/null 2>&1 || die "emcc is missing and we are not root: run 'apt-get install emscripten' as root"
-      sudo=(sudo)
-    fi
-    "${sudo[@]}" apt-get update -q
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q emscripten
-  fi
-  local version
-  version=$(emcc --version | head -n 1)
-  case "$version" in
-    *" $EXPECTED_EMCC "*) ;;
-    *) log "warning: expected emcc $EXPECTED_EMCC, found: $version (the output bytes will differ)" ;;
-  esac
-}
-
-require() {
-  local tool
-  for tool in "$@"; do
-    command -v "$tool" >/dev/null 2>&1 || die "'$tool' is required but not installed"
-  done
-}
-
-verify_sha256() { # file
-  local actual
-  actual=$(sha256 "$1")
-  [ "$actual" = "$OPUS_ORIG_SHA256" ] ||
-    die "SHA-256 mismatch for $1: expected $OPUS_ORIG_SHA256, got $actual"
-}
+readonly SCRIPT=build.sh
+# shellcheck source=wasm/common.sh
+source "$HERE/common.sh"
 
 # Prints the path of the verified source tarball, downloading it into $CACHE_DIR if needed.
 fetch_source() {
   local cached=$CACHE_DIR/$OPUS_ORIG
   if [ -n "${OPUS_SOURCE_TARBALL:-}" ]; then
-    verify_sha256 "$OPUS_SOURCE_TARBALL"
+    verify "$OPUS_SOURCE_TARBALL" "$OPUS_ORIG_SHA256"
     echo "$OPUS_SOURCE_TARBALL"
     return
   fi
@@ -113,39 +78,16 @@ fetch_source() {
     echo "$cached"
     return
   fi
-  require apt-get
-  [ -f "$DEBIAN_KEYRING" ] || die "$DEBIAN_KEYRING is missing (apt-get install debian-archive-keyring)"
-
-  # A private apt: its own sources.list (one deb-src line), lists, cache and status file.
-  # Command-line options override everything apt reads from /etc/apt, which is never written.
   local tmp
   tmp=$(mktemp -d)
   # shellcheck disable=SC2064
   trap "rm -rf '$tmp'" RETURN
-  mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/sources.list.d" \
-    "$tmp/preferences.d" "$tmp/download"
-  touch "$tmp/status"
-  echo "deb-src [signed-by=$DEBIAN_KEYRING] $DEBIAN_MIRROR $DEBIAN_SUITE main" >"$tmp/sources.list"
-  local apt=(
-    apt-get -q
-    -o "Dir::Etc::sourcelist=$tmp/sources.list"
-    -o "Dir::Etc::sourceparts=$tmp/sources.list.d"
-    -o "Dir::Etc::preferences=$tmp/preferences"
-    -o "Dir::Etc::preferencesparts=$tmp/preferences.d"
-    -o "Dir::State::lists=$tmp/lists"
-    -o "Dir::State::status=$tmp/status"
-    -o "Dir::Cache=$tmp/cache"
-    -o "Debug::NoLocking=true"
-    -o "APT::Sandbox::User=$(id -un)"
-  )
-  log "fetching Debian $DEBIAN_SUITE's source package 'opus' (private apt config in $tmp)"
-  "${apt[@]}" update >&2
-  (cd "$tmp/download" && "${apt[@]}" source --download-only opus >&2)
-  [ -f "$tmp/download/$OPUS_ORIG" ] ||
-    die "Debian $DEBIAN_SUITE no longer ships $OPUS_ORIG (got: $(cd "$tmp/download" && echo *)); update OPUS_VERSION and OPUS_ORIG_SHA256"
-  verify_sha256 "$tmp/download/$OPUS_ORIG"
+  debian_source_download "$tmp" opus
+  [ -f "$tmp/$OPUS_ORIG" ] ||
+    die "Debian $DEBIAN_SUITE no longer ships $OPUS_ORIG (got: $(cd "$tmp" && echo *)); update OPUS_VERSION and OPUS_ORIG_SHA256"
+  verify "$tmp/$OPUS_ORIG" "$OPUS_ORIG_SHA256"
   mkdir -p "$CACHE_DIR"
-  cp "$tmp/download/$OPUS_ORIG" "$cached"
+  cp "$tmp/$OPUS_ORIG" "$cached"
   echo "$cached"
 }
 

@@ -57,37 +57,13 @@ readonly LDFLAGS=(
   -sMAXIMUM_MEMORY=2147483648
 )
 
-die() { echo "pocketsphinx/build.sh: error: $*" >&2; exit 1; }
-log() { echo "pocketsphinx/build.sh: $*" >&2; }
-sha256() { sha256sum "$1" | cut -d' ' -f1; }
+readonly SCRIPT=pocketsphinx/build.sh
+# shellcheck source=wasm/common.sh
+source "$WASM_DIR/common.sh"
 
-ensure_emscripten() {
-  if ! command -v emcc >/dev/null 2>&1; then
-    log "emcc not found; installing Debian's emscripten package with apt-get"
-    local sudo=()
-    [ "$(id -u)" = 0 ] || sudo=(sudo)
-    "${sudo[@]}" apt-get update -q
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q emscripten
-  fi
-  case "$(emcc --version | head -n 1)" in
-    *" $EXPECTED_EMCC "*) ;;
-    *) log "warning: expected emcc $EXPECTED_EMCC, found: $(emcc --version | head -n 1) (the output bytes will differ)" ;;
-  esac
-  # Debian's emcc runs its JavaScript optimiser with whatever `node` is first on PATH; acorn
-  # comes from Debian's node-acorn, which only Debian's own node finds without help.
-  export NODE_PATH=/usr/share/nodejs${NODE_PATH:+:$NODE_PATH}
-}
-
-require() {
-  local tool
-  for tool in "$@"; do command -v "$tool" >/dev/null 2>&1 || die "'$tool' is required but not installed"; done
-}
-
-verify() { # file sha256
-  local actual
-  actual=$(sha256 "$1")
-  [ "$actual" = "$2" ] || die "SHA-256 mismatch for $1: expected $2, got $actual"
-}
+# Debian's emcc runs its JavaScript optimiser with whatever `node` is first on PATH; acorn
+# comes from Debian's node-acorn, which only Debian's own node finds without help.
+export NODE_PATH=/usr/share/nodejs${NODE_PATH:+:$NODE_PATH}
 
 # Downloads both orig tarballs into $CACHE_DIR (unless cached and verified).
 fetch_sources() {
@@ -95,34 +71,20 @@ fetch_sources() {
     [ "$(sha256 "$CACHE_DIR/$PS_ORIG")" = "$PS_ORIG_SHA256" ] && [ "$(sha256 "$CACHE_DIR/$SB_ORIG")" = "$SB_ORIG_SHA256" ]; then
     return
   fi
-  require apt-get
-  [ -f "$DEBIAN_KEYRING" ] || die "$DEBIAN_KEYRING is missing (apt-get install debian-archive-keyring)"
   local tmp
   tmp=$(mktemp -d)
   # shellcheck disable=SC2064
   trap "rm -rf '$tmp'" RETURN
-  mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/sources.list.d" "$tmp/preferences.d" "$tmp/download"
-  touch "$tmp/status"
-  echo "deb-src [signed-by=$DEBIAN_KEYRING] $DEBIAN_MIRROR $DEBIAN_SUITE main" >"$tmp/sources.list"
-  local apt=(
-    apt-get -q
-    -o "Dir::Etc::sourcelist=$tmp/sources.list" -o "Dir::Etc::sourceparts=$tmp/sources.list.d"
-    -o "Dir::Etc::preferences=$tmp/preferences" -o "Dir::Etc::preferencesparts=$tmp/preferences.d"
-    -o "Dir::State::lists=$tmp/lists" -o "Dir::State::status=$tmp/status" -o "Dir::Cache=$tmp/cache"
-    -o "Debug::NoLocking=true" -o "APT::Sandbox::User=$(id -un)"
-  )
-  log "fetching Debian $DEBIAN_SUITE's source packages 'pocketsphinx' and 'sphinxbase' (private apt config in $tmp)"
-  "${apt[@]}" update >&2
   # Only the orig tarballs are used; a missing .dsc or Debian diff on the mirror is no matter.
-  (cd "$tmp/download" && { "${apt[@]}" source --download-only pocketsphinx sphinxbase >&2 || true; })
+  debian_source_download "$tmp" pocketsphinx sphinxbase
   local file
   for file in "$PS_ORIG" "$SB_ORIG"; do
-    [ -f "$tmp/download/$file" ] || die "Debian $DEBIAN_SUITE no longer ships $file (got: $(cd "$tmp/download" && echo *))"
+    [ -f "$tmp/$file" ] || die "Debian $DEBIAN_SUITE no longer ships $file (got: $(cd "$tmp" && echo *))"
   done
-  verify "$tmp/download/$PS_ORIG" "$PS_ORIG_SHA256"
-  verify "$tmp/download/$SB_ORIG" "$SB_ORIG_SHA256"
+  verify "$tmp/$PS_ORIG" "$PS_ORIG_SHA256"
+  verify "$tmp/$SB_ORIG" "$SB_ORIG_SHA256"
   mkdir -p "$CACHE_DIR"
-  cp "$tmp/download/$PS_ORIG" "$tmp/download/$SB_ORIG" "$CACHE_DIR/"
+  cp "$tmp/$PS_ORIG" "$tmp/$SB_ORIG" "$CACHE_DIR/"
 }
 
 # Builds into $1 (created fresh); leaves pocketsphinx.wasm and pocketsphinx.mjs there.
