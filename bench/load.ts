@@ -82,27 +82,13 @@ async function decodeOnlyCostPerFrame(): Promise<{ decode: number; decodeAndBase
   return { decode, decodeAndBase64 };
 }
 
-/** Pairs each sent stream with its provider stream: the session by language, the participant by order. */
-function delays(streams: Stream[], received: ProviderStreamTiming[], fromFrame: number, toFrame: number): number[] {
-  const bySession = new Map<number, ProviderStreamTiming[]>();
-  for (const r of received) {
-    if (Number.isInteger(r.session)) bySession.set(r.session, [...(bySession.get(r.session) ?? []), r]);
-  }
-  const out: number[] = [];
-  for (const stream of streams) {
-    const arrivals = bySession.get(stream.session)?.[stream.participant]?.arrivals;
-    if (!arrivals) continue;
-    const end = Math.min(toFrame, stream.sent.length, arrivals.length);
-    for (let i = fromFrame; i < end; i++) out.push(Number(arrivals[i]! - stream.sent[i]!) / 1e6);
-  }
-  return out.sort((a, b) => a - b);
-}
-
 /**
- * The server's own lag: for each provider message, its arrival minus the send time of the last
- * frame it carries (frames of one message share an arrival), without the batching hold.
+ * Frame delays (ms, sorted) from send to arrival at the provider, each sent stream paired with
+ * its provider stream (the session by language, the participant by order). `lastOfMessage`:
+ * only the last frame a provider message carries (frames of one message share an arrival),
+ * i.e. the server's own lag without the batching hold.
  */
-function lags(streams: Stream[], received: ProviderStreamTiming[], fromFrame: number, toFrame: number): number[] {
+function frameDelays(streams: Stream[], received: ProviderStreamTiming[], fromFrame: number, toFrame: number, lastOfMessage: boolean): number[] {
   const bySession = new Map<number, ProviderStreamTiming[]>();
   for (const r of received) {
     if (Number.isInteger(r.session)) bySession.set(r.session, [...(bySession.get(r.session) ?? []), r]);
@@ -113,7 +99,7 @@ function lags(streams: Stream[], received: ProviderStreamTiming[], fromFrame: nu
     if (!arrivals) continue;
     const end = Math.min(toFrame, stream.sent.length, arrivals.length);
     for (let i = fromFrame; i < end; i++) {
-      if (i + 1 < arrivals.length && arrivals[i + 1] === arrivals[i]) continue;
+      if (lastOfMessage && i + 1 < arrivals.length && arrivals[i + 1] === arrivals[i]) continue;
       out.push(Number(arrivals[i]! - stream.sent[i]!) / 1e6);
     }
   }
@@ -197,9 +183,9 @@ async function step(sessions: number, makeSink: () => Promise<TimingSink>, entry
     const frames = SECONDS * 50;
     await sink.collect?.();
     const received = sink.streams();
-    const early = delays(streams, received, WARMUP_SECONDS * 50, WARMUP_SECONDS * 50 + 150);
-    const late = delays(streams, received, frames - 150, frames);
-    const lag = lags(streams, received, WARMUP_SECONDS * 50, frames);
+    const early = frameDelays(streams, received, WARMUP_SECONDS * 50, WARMUP_SECONDS * 50 + 150, false);
+    const late = frameDelays(streams, received, frames - 150, frames, false);
+    const lag = frameDelays(streams, received, WARMUP_SECONDS * 50, frames, true);
     for (const ws of sockets) ws.close();
     const count = streams.length;
     const cpuFraction = cpuSeconds / wall;
