@@ -4,7 +4,7 @@
  * what the Node server inside must see is forwarded here, by name, and nothing else.
  */
 import * as v from 'valibot';
-import { PROVIDERS } from '../../providers/registry.ts';
+import { SERVER_PROVIDERS } from '../../providers/registry.ts';
 import { envInt, parseEnvWith, urlString } from '../../util/env-schema.ts';
 import type { AutoscaleLimits } from './routing/autoscale.ts';
 
@@ -44,8 +44,11 @@ const SERVER_VARIABLES: ReadonlySet<string> = new Set([
   'MAX_EVENT_LOOP_LAG_MS',
 ]);
 
-/** A provider's variables share its key's prefix (OPENAI_API_KEY: OPENAI_MODEL, OPENAI_BASE_URL…). */
-const PROVIDER_PREFIXES = PROVIDERS.map((p) => p.keyVariable.slice(0, p.keyVariable.indexOf('_') + 1));
+/**
+ * A provider's variables share its key's prefix (OPENAI_API_KEY: OPENAI_MODEL, OPENAI_BASE_URL…);
+ * the container runs the Node server, so `local`'s (LOCAL_*) go too.
+ */
+const PROVIDER_PREFIXES = SERVER_PROVIDERS.map((p) => p.keyVariable.slice(0, p.keyVariable.indexOf('_') + 1));
 
 /** The container's environment, from the Worker's string variables and secrets. Holds secrets: never log the values. */
 export function containerEnvVars(vars: Readonly<Record<string, string>>): Record<string, string> {
