@@ -126,8 +126,8 @@ describe('edges of the query', () => {
 
   it('quotes an unknown provider up to 40 characters, then clips it', () => {
     const at40 = 'p'.repeat(40);
-    expect(problems(parse(`sendBack=true&provider=${at40}`))[0]).toBe(`provider "${at40}" is unknown; known providers: openai, deepgram, gemini`);
-    expect(problems(parse(`sendBack=true&provider=${at40}q`))[0]).toBe(`provider "${at40}…" is unknown; known providers: openai, deepgram, gemini`);
+    expect(problems(parse(`sendBack=true&provider=${at40}`))[0]).toBe(`provider "${at40}" is unknown; known providers: openai, deepgram, gemini, vosk`);
+    expect(problems(parse(`sendBack=true&provider=${at40}q`))[0]).toBe(`provider "${at40}…" is unknown; known providers: openai, deepgram, gemini, vosk`);
   });
 });
 
