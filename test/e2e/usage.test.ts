@@ -68,8 +68,10 @@ describe('usage accounting', () => {
     expect(Math.abs(entry!.sentSeconds - pcmSeconds(before))).toBeLessThanOrEqual(0.002);
     // Nothing dropped, nothing replayed: every second received was sent once.
     expect(entry!.receivedSeconds).toBeCloseTo(entry!.sentSeconds, 3);
-    // Each utterance counted once, its interims and its final together.
-    expect(entry!.utterances).toBe(entry!.finals);
+    // Each utterance counted once, its interims and its final together: one whose final is still
+    // on its way (above) is counted already, so at most one more utterance than finals here.
+    expect(entry!.utterances - entry!.finals).toBeGreaterThanOrEqual(0);
+    expect(entry!.utterances - entry!.finals).toBeLessThanOrEqual(1);
     expect(usage.totals).toEqual({
       openai: { receivedSeconds: entry!.receivedSeconds, sentSeconds: entry!.sentSeconds, utterances: entry!.utterances, finals: entry!.finals, reconnects: 0 },
     });
@@ -79,7 +81,9 @@ describe('usage accounting', () => {
     const delta = (name: string) => metricValue(metrics, name, { provider: 'openai' }) - metricValue(metricsBefore, name, { provider: 'openai' });
     expect(delta('transcriber_audio_sent_seconds_total')).toBeCloseTo(entry!.sentSeconds, 2);
     expect(delta('transcriber_audio_received_seconds_total')).toBeCloseTo(entry!.receivedSeconds, 2);
-    expect(delta('transcriber_utterances_total')).toBe(entry!.utterances);
+    // Read after the answer: the utterance whose final was on its way may have been counted since.
+    expect(delta('transcriber_utterances_total') - entry!.utterances).toBeGreaterThanOrEqual(0);
+    expect(delta('transcriber_utterances_total') - entry!.utterances).toBeLessThanOrEqual(1);
 
     await client.close();
     // At session end: one usage message to the dispatcher, after the session's finals, with the same figures.
