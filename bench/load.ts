@@ -29,7 +29,7 @@
  *   BENCH_BATCH_SWEEP=0,40,100,200 npm run bench     (CPU against added latency, per PCM_BATCH_MS)
  */
 import { execFileSync, execSync } from 'node:child_process';
-import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import WebSocket from 'ws';
 import { OpusCodec } from '../src/codec/opus.ts';
@@ -239,12 +239,15 @@ const HEADER =
 function baselineEntry(commit: string): string[] {
   const sha = execFileSync('git', ['rev-parse', '--short=12', commit], { encoding: 'utf8' }).trim();
   const dir = `/tmp/opus-bench-baseline-${sha}`;
+  const modules = join(dir, 'node_modules');
+  // This checkout's packages, linked anew each run: an earlier run's link may point at a checkout since removed.
+  rmSync(modules, { force: true });
   if (!existsSync(join(dir, 'dist/runtime/node.js'))) {
     mkdirSync(dir, { recursive: true });
     execSync(`git archive ${sha} | tar -x -C ${dir}`);
-    if (!existsSync(join(dir, 'node_modules'))) symlinkSync(resolve('node_modules'), join(dir, 'node_modules'));
+    symlinkSync(resolve('node_modules'), modules);
     execFileSync(process.execPath, ['scripts/build.mjs', '--force'], { cwd: dir, stdio: 'inherit' });
-  }
+  } else symlinkSync(resolve('node_modules'), modules);
   return [join(dir, 'dist/runtime/node.js')];
 }
 
