@@ -51,6 +51,8 @@ const Env = v.object({
   LOCAL_MODEL_DIR: envOptionalString,
   /** PCM providers: audio gathered into one upstream message (ms); 0 or 20: one message per frame. */
   PCM_BATCH_MS: envInt(100, 0, 1_000),
+  /** Opus passed through to a provider that takes Ogg (Deepgram): packets gathered into one Ogg page per message (ms); 0: one raw packet per message. */
+  PASS_THROUGH_BATCH_MS: envInt(100, 0, 1_000),
   /** PCM providers: only voice (and its pre-roll and hang-over) is sent; false: every frame. */
   SILENCE_GATE: envBool(true),
   SILENCE_GATE_THRESHOLD_DB: envNumber(-50, -90, 0),
@@ -95,6 +97,7 @@ export interface Config {
   /** The `local` provider's recognisers (Node, Deno): how many at once, and the model's directory. */
   local: { maxStreams: number; modelDir: string | undefined };
   pcmBatchMs: number;
+  passThroughBatchMs: number;
   silenceGate: SilenceGateSettings | undefined;
   /** New sessions are refused while the event loop lags more than this (ms; 0: never). */
   maxEventLoopLagMs: number;
@@ -246,6 +249,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
       },
       dumpDir: output.DUMP_DIR,
       pcmBatchMs: output.PCM_BATCH_MS,
+      passThroughBatchMs: output.PASS_THROUGH_BATCH_MS,
       silenceGate: output.SILENCE_GATE
         ? { thresholdDb: output.SILENCE_GATE_THRESHOLD_DB, preRollMs: output.SILENCE_GATE_PREROLL_MS, hangOverMs: output.SILENCE_GATE_HANGOVER_MS }
         : undefined,

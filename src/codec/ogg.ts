@@ -73,7 +73,7 @@ const CRC_TABLE = /* @__PURE__ */ (() => {
 })();
 
 /** Ogg CRC-32 of `b[from, to)`, continuing from `crc`. */
-function crc32(crc: number, b: Uint8Array, from: number, to: number): number {
+export function crc32(crc: number, b: Uint8Array, from: number, to: number): number {
   const t = CRC_TABLE;
   for (let i = from; i < to; i++) crc = (crc << 8) ^ t[((crc >>> 24) ^ b[i]) & 0xff];
   return crc;

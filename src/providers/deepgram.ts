@@ -401,6 +401,8 @@ export function createDeepgram(config: DeepgramConfig, deps: ProviderDeps): Prov
     name: 'deepgram',
     // Its endpointing (on by default) finalises at pauses.
     detectsTurns: true,
+    // A container it detects itself: Ogg pages of several packets each, instead of a message per raw packet.
+    takesOgg: config.encoding === 'opus',
     formatFor(input) {
       if (config.encoding === 'opus' && input === 'opus') return { kind: 'opus' };
       if (config.encoding === 'opus' && input === 'ogg-opus') return { kind: 'ogg' };

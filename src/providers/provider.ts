@@ -160,6 +160,11 @@ export interface Provider {
    * When not, the proxy's end of speech (SILENCE_GATE) commits them.
    */
   readonly detectsTurns?: boolean;
+  /**
+   * Whether it takes Ogg Opus where it takes raw Opus: raw packets then go as Ogg pages of
+   * several packets each (PASS_THROUGH_BATCH_MS), one message per page instead of per packet.
+   */
+  readonly takesOgg?: boolean;
   connect(request: ConnectRequest, listener: ConnectionListener): Promise<ProviderConnection>;
 }
 
@@ -267,6 +272,7 @@ export function tapProvider(provider: Provider, tap: ProviderTap): Provider {
     name: provider.name,
     maxConnectionMs: provider.maxConnectionMs,
     detectsTurns: provider.detectsTurns,
+    takesOgg: provider.takesOgg,
     formatFor: (input) => provider.formatFor(input),
     connect: (request, listener) =>
       provider

@@ -4,6 +4,7 @@ import type { InputEncoding } from '../protocol/inbound.ts';
 import type { DecodeErrorCode } from '../protocol/outbound.ts';
 import { OpusError, type OpusCodec, type OpusDecoder } from '../codec/opus.ts';
 import { OggOpusDemuxer, isOggStart } from '../codec/ogg.ts';
+import { OggOpusWriter } from '../codec/ogg-writer.ts';
 import { L16Converter } from '../codec/l16.ts';
 import { opusPacketDurationMs } from '../codec/toc.ts';
 import type { SessionContext } from './ports.ts';
@@ -65,6 +66,9 @@ export class Participant {
   private readonly previous = new Set<Promise<void>>();
   /** Audio pages completed by the current Ogg slice, for pass-through. */
   private readonly pages: Uint8Array[] = [];
+  /** Raw Opus packets passed through as Ogg pages (PASS_THROUGH_BATCH_MS), and when the page being gathered began. */
+  private pager: OggOpusWriter | undefined;
+  private pageArrival = 0;
   /** Which of `providers` serves now (0: the one asked for), and since when. */
   private providerIndex = 0;
   private switchedAt = 0;
@@ -85,10 +89,18 @@ export class Participant {
     return this.d.providers[this.providerIndex]!;
   }
 
+  /** The provider's format, with raw Opus as Ogg pages where it takes them and batching is on. */
+  private formatFor(input: InputEncoding): AudioFormat {
+    const format = this.provider.formatFor(input);
+    return format.kind === 'opus' && this.provider.takesOgg && (this.ctx.limits.passThroughBatchMs ?? 0) > 0 ? { kind: 'ogg' } : format;
+  }
+
   /** A `start` for this tag: switch framing, decoder, and the provider stream if its format changes. */
   setInput(input: InputFormat): void {
-    const format = this.provider.formatFor(input.encoding);
+    const format = this.formatFor(input.encoding);
     if (this.stream && sameFormat(format, this.format) && this.input.encoding === input.encoding && this.input.sampleRate === input.sampleRate) return;
+    // Gathered under the old input: it goes before anything framed the new way.
+    if (this.stream) this.sendPage();
     this.input = input;
     this.sniffed = input.encoding !== 'opus';
     this.releaseCodecs();
@@ -132,14 +144,16 @@ export class Participant {
     }
   }
 
-  /** The session's sweep: audio gathered for one upstream message since before `before` goes now. */
-  sendStale(before: number): void {
-    this.stream.sendStaleBatch(before);
+  /** The session's sweep: audio gathered for one upstream message that has waited its period (and a frame) goes now. */
+  sendStale(now: number): void {
+    this.stream.sendStaleBatch(now);
+    if (this.pager?.pending && this.pageArrival < now - (this.ctx.limits.passThroughBatchMs ?? 0) - 20) this.sendPage();
   }
 
   /** End of utterance after a silence. */
   flush(): void {
     this.flushed = true;
+    this.sendPage();
     this.stream.flush();
     // An utterance boundary: the moment to see whether the preferred provider is back.
     if (this.providerIndex > 0 && this.ctx.timers.now() - this.switchedAt >= PROBE_BACK_MS) this.switchTo(0, 'probe');
@@ -153,6 +167,7 @@ export class Participant {
   private failover(err: ProviderError): void {
     if (this.providerIndex + 1 >= this.d.providers.length) return;
     const from = this.format;
+    this.sendPage();
     const pending = this.stream.handOver();
     this.switchTo(this.providerIndex + 1, err.kind);
     let carried = 0;
@@ -182,9 +197,10 @@ export class Participant {
     if (reason === 'probe') this.retire(this.stream);
     this.providerIndex = index;
     this.switchedAt = this.ctx.timers.now();
-    this.format = this.provider.formatFor(this.input.encoding);
+    this.format = this.formatFor(this.input.encoding);
     // Rates and framing follow the new format from the next audio on.
     this.l16 = undefined;
+    this.pager = undefined;
     this.stream = this.newStream(this.format);
     this.gate = this.newGate();
     this.ctx.metrics.failovers.inc({ from, to: this.provider.name, reason });
@@ -201,16 +217,20 @@ export class Participant {
       const resampler = new L16Converter(from.sampleRate, to.sampleRate);
       return (q) => pcm(resampler.push(q.audio));
     }
-    if (from.kind === 'opus') {
+    if (from.kind === 'opus' || from.kind === 'ogg') {
       const decoder = this.d.codec.createDecoder(to.sampleRate);
-      const decode = (q: Queued) => {
+      const decode = (packet: Uint8Array) => {
         try {
-          return pcm(decoder.decodeInt16(q.audio));
+          return pcm(decoder.decodeInt16(packet));
         } catch {
           return [];
         }
       };
-      return Object.assign(decode, { close: () => decoder.close() });
+      const close = () => decoder.close();
+      if (from.kind === 'opus') return Object.assign((q: Queued) => decode(q.audio), { close });
+      // Pages (the stream's own, or ours): their packets, decoded in order.
+      const demuxer = new OggOpusDemuxer();
+      return Object.assign((q: Queued) => demuxer.push(q.audio).flatMap(decode), { close });
     }
     return undefined;
   }
@@ -226,6 +246,7 @@ export class Participant {
   /** `stop`, or session end with a sink that still wants finals. */
   async finish(timeoutMs: number): Promise<void> {
     this.flushed = true;
+    this.sendPage();
     await Promise.all([this.stream.finish(timeoutMs), ...this.previous]);
     this.releaseCodecs();
   }
@@ -238,11 +259,10 @@ export class Participant {
   private opusPacket(packet: Uint8Array, lost: number, arrival: number): void {
     if (this.format.kind !== 'pcm16') {
       // Pass-through: the provider decodes; a gap is its to conceal.
-      if (this.format.kind === 'opus') {
-        const ms = opusPacketDurationMs(packet);
-        this.stream.heard(ms);
-        this.stream.push(packet, ms, arrival);
-      }
+      const ms = opusPacketDurationMs(packet);
+      this.stream.heard(ms);
+      if (this.format.kind === 'opus') this.stream.push(packet, ms, arrival);
+      else this.addToPage(packet, ms, arrival);
       return;
     }
     // A DTX packet while nothing passes: silence, known without decoding it.
@@ -300,6 +320,21 @@ export class Participant {
     for (const packet of packets) ms += opusPacketDurationMs(packet);
     this.stream.heard(ms);
     for (const page of pages) this.stream.push(page, ms / pages.length, arrival);
+  }
+
+  /** A raw packet towards a provider that takes Ogg: gathered, and sent as one page once it holds PASS_THROUGH_BATCH_MS. */
+  private addToPage(packet: Uint8Array, ms: number, arrival: number): void {
+    // A random serial, as RFC 3533 asks: the page stream is new to the provider at each one.
+    this.pager ??= new OggOpusWriter((Math.random() * 0x1_0000_0000) >>> 0);
+    if (!this.pager.pending) this.pageArrival = arrival;
+    this.pager.add(packet, ms * 48);
+    if (this.pager.pending >= (this.ctx.limits.passThroughBatchMs ?? 0) * 48) this.sendPage();
+  }
+
+  private sendPage(): void {
+    const pending = this.pager?.pending;
+    const page = this.pager?.take();
+    if (page) this.stream.push(page, pending! / 48, this.pageArrival);
   }
 
   private ogg(): OggOpusDemuxer {
@@ -361,7 +396,7 @@ export class Participant {
       onGiveUp: (err) => this.failover(err),
       usage: this.d.usage?.(provider.name),
       // After a reconnect, a pass-through Ogg stream starts again with its header pages.
-      preamble: format.kind === 'ogg' ? () => this.demuxer?.headerPages : undefined,
+      preamble: format.kind === 'ogg' ? () => (this.input.encoding === 'opus' ? this.pager?.headerPages : this.demuxer?.headerPages) : undefined,
     });
   }
 
@@ -375,6 +410,7 @@ export class Participant {
     this.decoder?.close();
     this.decoder = undefined;
     this.demuxer = undefined;
+    this.pager = undefined;
     this.l16 = undefined;
     this.frameSamples = 0;
   }

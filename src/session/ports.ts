@@ -130,6 +130,8 @@ export interface SessionLimits {
   finishTimeoutMs: number;
   /** PCM towards a provider is sent in messages of this much audio (ms); 0 or absent: one per frame. */
   pcmBatchMs?: number;
+  /** Raw Opus towards a provider that takes Ogg goes as one Ogg page per this much audio (ms); 0 or absent: one packet per message. */
+  passThroughBatchMs?: number;
   /** Only voice goes to PCM providers (absent: every frame). */
   silenceGate?: SilenceGateSettings;
 }

@@ -213,9 +213,9 @@ export class ProviderStream implements HeldAudio {
     else if (!this.closed) this.enqueue(audio, ms, this.batchArrival);
   }
 
-  /** A batch started before `before` (the session's sweep): sent now rather than wait for more audio. */
-  sendStaleBatch(before: number): void {
-    if (this.batch && this.batchArrival < before) this.sendBatch();
+  /** A batch that has waited its period and a frame more at `now` (the session's sweep): its audio stopped coming, so it goes (no timer per batch). */
+  sendStaleBatch(now: number): void {
+    if (this.batch && this.batchArrival < now - (this.ctx.limits.pcmBatchMs ?? 0) - 20) this.sendBatch();
   }
 
   /** Before the provider's cap, or at the first utterance boundary once it announced the end. */

@@ -304,11 +304,9 @@ export class Session implements SessionHandle {
   private flushIdle(): void {
     const now = this.ctx.timers.now();
     const due = now - this.ctx.limits.forceCommitMs;
-    // A batch that has waited a period and a frame more: its audio stopped coming (no timer per batch).
-    const stale = now - (this.ctx.limits.pcmBatchMs ?? 0) - 20;
     for (const p of this.participants.values()) {
       if (!p.flushed && p.lastAudioAt <= due) p.flush();
-      else p.sendStale(stale);
+      else p.sendStale(now);
     }
   }
 

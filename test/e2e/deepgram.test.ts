@@ -13,6 +13,7 @@ import { metricValue } from '../helpers/proxy.ts';
 import { onlyTag, resultsFor, startProviderServer, stopTags, type ProviderServer } from '../helpers/provider-server.ts';
 import { until } from '../helpers/wait.ts';
 import { readFileSync } from 'node:fs';
+import { OggOpusDemuxer } from '../../src/codec/ogg.ts';
 
 const records = readCapture();
 const packets = packetsByTag(records);
@@ -44,10 +45,10 @@ async function start(env: Record<string, string> = {}, apiKey?: string): Promise
 
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
 
-/** The fake connection that carried `tag`'s audio (its first frame is the tag's first packet). */
+/** The fake connection that carried `tag`'s audio (its first packet is the tag's first packet). */
 function connectionOf(f: FakeDeepgram, tag: string): FakeDeepgramConnection {
   const first = packets.get(tag)![0]!;
-  const conn = f.connections.find((c) => c.frames[0] !== undefined && same(c.frames[0], first));
+  const conn = f.connections.find((c) => c.packets[0] !== undefined && same(c.packets[0], first));
   if (!conn) throw new Error(`no connection carried ${tag}`);
   return conn;
 }
@@ -108,11 +109,11 @@ function logsWith(p: ProviderServer, text: string) {
 }
 
 describe('Deepgram, Opus passed through', () => {
-  it('replays the JVB capture: each tag’s packets reach Deepgram byte for byte, in order, and both participants get their transcripts', async () => {
+  it('replays the JVB capture: each tag’s packets reach Deepgram byte for byte, in order, five to an Ogg page (PASS_THROUGH_BATCH_MS), and both participants get their transcripts', async () => {
     const { fake, proxy } = await start();
     const client = await proxy.connect({ sendBackInterim: 'true' });
     await replayJvb(client, { pace: 'fast' });
-    await fake.waitFor(() => fake.connections.reduce((n, c) => n + c.frames.length, 0) === allPackets, 'every packet at the fake');
+    await fake.waitFor(() => fake.connections.reduce((n, c) => n + c.packets.length, 0) === allPackets, 'every packet at the fake');
     await client.waitFor(() => client.finals(TAG_A).length > 0 && client.finals(TAG_B).length > 0, 'finals for both tags');
     stopTags(client, TAG_A, TAG_B);
     await fake.waitFor(() => fake.connections.every((c) => c.closedWith !== undefined), 'both streams closed');
@@ -121,8 +122,11 @@ describe('Deepgram, Opus passed through', () => {
     for (const tag of [TAG_A, TAG_B]) {
       const conn = connectionOf(fake, tag);
       const expected = packets.get(tag)!;
-      expect(conn.frames).toHaveLength(expected.length);
-      expect(conn.frames.every((frame, i) => same(frame, expected[i]!))).toBe(true);
+      expect(conn.packets).toHaveLength(expected.length);
+      expect(conn.packets.every((packet, i) => same(packet, expected[i]!))).toBe(true);
+      // The header pages, then one message per 100 ms of 20 ms packets (a flush may close a page early).
+      expect(conn.frames.length).toBeGreaterThanOrEqual(1 + Math.ceil(expected.length / 5));
+      expect(conn.frames.length).toBeLessThan(1 + expected.length / 4);
       expect(conn.violations).toEqual([]);
       expect(conn.headers.authorization).toBe(`Token ${fake.apiKey}`);
       expect(conn.protocols).toEqual([]);
@@ -132,9 +136,10 @@ describe('Deepgram, Opus passed through', () => {
         punctuate: 'true',
         diarize: 'false',
         channels: '1',
-        encoding: 'opus',
-        sample_rate: '48000',
       });
+      // A container describes itself: no encoding or rate (Deepgram refuses them with one).
+      expect(conn.params.has('encoding')).toBe(false);
+      expect(conn.params.has('sample_rate')).toBe(false);
       expect(conn.params.has('language')).toBe(false);
       // A clean end: the last utterance flushed, then CloseStream.
       expect(conn.controls.at(-1)).toBe('CloseStream');
@@ -165,7 +170,7 @@ describe('Deepgram, Opus passed through', () => {
     const { fake, proxy } = await start();
     const client = await proxy.connect({ sendBackInterim: 'true' });
     await replayJvb(client, { pace: 'fast', records: onlyTag(records, TAG_B) });
-    await fake.waitFor(() => fake.connections[0]?.frames.length === packets.get(TAG_B)!.length, 'all of B');
+    await fake.waitFor(() => fake.connections[0]?.packets.length === packets.get(TAG_B)!.length, 'all of B');
     await client.waitFor(() => client.finals(TAG_B).length > 0, 'a final');
 
     // An utterance that Deepgram finalised in several segments.
@@ -182,6 +187,48 @@ describe('Deepgram, Opus passed through', () => {
     const utterance = client.interims().find((m) => m.transcript[0]!.text === `${segmentText} ${partialText}`)!;
     const final = client.finals(TAG_B).find((f) => f.message_id === utterance.message_id)!;
     expect(final.transcript[0]!.text.startsWith(`${segmentText} ${partialText.split(' ')[0]}`)).toBe(true);
+  });
+
+  it('PASS_THROUGH_BATCH_MS=0: one raw packet per message, encoding=opus at 48 kHz, byte for byte', async () => {
+    const { fake, proxy } = await start({ PASS_THROUGH_BATCH_MS: '0' });
+    const client = await proxy.connect();
+    await replayJvb(client, { pace: 'fast', records: onlyTag(records, TAG_B) });
+    const expected = packets.get(TAG_B)!;
+    await fake.waitFor(() => fake.connections[0]?.frames.length === expected.length, 'every packet at the fake');
+    const conn = fake.connections[0]!;
+    expect(conn.frames.every((frame, i) => same(frame, expected[i]!))).toBe(true);
+    expect(Object.fromEntries(conn.params)).toMatchObject({ encoding: 'opus', sample_rate: '48000' });
+    expect(conn.violations).toEqual([]);
+    await client.waitFor(() => client.finals(TAG_B).length > 0, 'a final');
+  });
+
+  it('raw packets as Ogg pages across a lost connection: the new one gets the header pages first, then the unfinalised packets again, and nothing is missing', async () => {
+    const { fake, proxy } = await start();
+    fake.faults.closeAfterFrames = { frames: 6, code: 1011, reason: 'NET-0000: internal server error' };
+    const client = await proxy.connect();
+    const b = onlyTag(records, TAG_B);
+    const expected = packets.get(TAG_B)!;
+    // The start record and 60 packets: more than the header and five pages the fake takes before it drops the connection.
+    await replayJvb(client, { pace: 'fast', records: b.slice(0, 61) });
+    await fake.waitFor(() => fake.connections[0]?.closedWith !== undefined, 'the first connection dropped');
+    fake.faults.closeAfterFrames = undefined;
+    await replayJvb(client, { pace: 'fast', records: b.slice(61) });
+    const last = () => fake.connections[1]?.packets.at(-1);
+    await fake.waitFor(() => last() !== undefined && same(last()!, expected.at(-1)!), 'the last packet on the new connection');
+
+    const [dead, next] = fake.connections;
+    expect(dead!.closedWith).toMatchObject({ code: 1011, by: 'server' });
+    // Our own header pages open the new stream, as they opened the first.
+    expect(same(next!.frames[0]!, dead!.frames[0]!)).toBe(true);
+    expect(new OggOpusDemuxer().push(next!.frames[0]!)).toEqual([]);
+    // The new connection starts where the dead one's last final left off (none yet: its start) and runs to the end, in order.
+    const from = expected.findIndex((p) => same(p, next!.packets[0]!));
+    expect(from).toBeGreaterThanOrEqual(0);
+    expect(from).toBeLessThanOrEqual(dead!.packets.length);
+    expect(next!.packets).toHaveLength(expected.length - from);
+    expect(next!.packets.every((p, i) => same(p, expected[from + i]!))).toBe(true);
+    expect(next!.violations).toEqual([]);
+    await client.waitFor(() => client.finals(TAG_B).length > 0, 'a final');
   });
 
   it('passes an Ogg stream through as pages, without encoding parameters, and re-sends its header pages first after a reconnect', async () => {
@@ -321,11 +368,12 @@ describe('Deepgram failures', () => {
     await client.waitFor(() => client.finals(TAG_A).length > 0 && client.finals(TAG_B).length > 0, 'finals for both tags');
     expect(fake.handshakes.filter((h) => h.refused)).toHaveLength(1);
     // The refused tag was A (first to speak); B's stream was never interrupted.
-    expect(connectionOf(fake, TAG_B).frames).toHaveLength(packets.get(TAG_B)!.length);
+    expect(connectionOf(fake, TAG_B).packets).toHaveLength(packets.get(TAG_B)!.length);
   });
 
   it('maps Error messages and close codes (1008 DATA-0000, 1011 NET-0001) to logged, counted provider errors', async () => {
-    const { fake, proxy } = await start();
+    // Raw packets, one per message: the fake's faults count messages.
+    const { fake, proxy } = await start({ PASS_THROUGH_BATCH_MS: '0' });
     fake.faults.errorAfterFrames = { frames: 3, description: 'Something went wrong in the fake.' };
     fake.faults.closeAfterFrames = { frames: 10, code: 1008, reason: 'DATA-0000: The payload cannot be decoded as audio.' };
     const client = await proxy.connect();

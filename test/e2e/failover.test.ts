@@ -94,19 +94,19 @@ describe('failover', () => {
     // Deepgram takes Opus here: the PCM made for OpenAI cannot go to it, and is said to be lost.
     expect(server.logs.find((l) => l.msg === 'participant moved to the next provider')).toMatchObject({ to: 'deepgram', reason: 'auth', carriedMs: 0, lostMs: 1000 });
     say(50);
-    await deepgram.waitFor(() => (deepgram.connections[0]?.frames.length ?? 0) >= 50, 'the audio at Deepgram');
+    await deepgram.waitFor(() => (deepgram.connections[0]?.packets.length ?? 0) >= 50, 'the audio at Deepgram');
     // An utterance boundary before 60 s: it stays on Deepgram.
     server.clock.advance(2_500);
     await settle();
     expect(switches()).toHaveLength(1);
     say(50);
-    await deepgram.waitFor(() => deepgram.connections[0]!.frames.length >= 100, 'more audio at Deepgram');
+    await deepgram.waitFor(() => deepgram.connections[0]!.packets.length >= 100, 'more audio at Deepgram');
     // Past 60 s, the next utterance's end is the boundary where the preferred one is tried again.
     server.clock.advance(60_000);
     await settle();
     expect(switches()).toHaveLength(1);
     say(50);
-    await deepgram.waitFor(() => deepgram.connections.reduce((n, c) => n + c.frames.length, 0) >= 150, 'the utterance at Deepgram');
+    await deepgram.waitFor(() => deepgram.connections.reduce((n, c) => n + c.packets.length, 0) >= 150, 'the utterance at Deepgram');
     server.clock.advance(2_500);
     await settle();
     await client.waitFor(() => switches().length === 2, 'the probe back');

@@ -76,6 +76,8 @@ export class FakeDeepgramConnection {
   readonly protocols: string[];
   /** Every binary frame, as received. */
   readonly frames: Uint8Array[] = [];
+  /** The Opus packets those frames carried, in order: raw (`encoding=opus`, one per frame) or read from Ogg pages. */
+  readonly packets: Uint8Array[] = [];
   /** Every text frame's `type`, in order. */
   readonly controls: string[] = [];
   readonly sent: Json[] = [];
@@ -218,12 +220,16 @@ export class FakeDeepgramConnection {
     if (encoding === 'linear16') return to24k(pcmFrom(bytes), Number(this.params.get('sample_rate')));
     this.decoder ??= this.fake.codec.createDecoder(SAMPLE_RATE);
     try {
-      if (encoding === 'opus') return this.decoder.decodeInt16(bytes).slice();
+      if (encoding === 'opus') {
+        this.packets.push(bytes);
+        return this.decoder.decodeInt16(bytes).slice();
+      }
       if (!this.demuxer) {
         if (!isOggStart(bytes)) return undefined;
         this.demuxer = new OggOpusDemuxer();
       }
       const packets = this.demuxer.push(bytes);
+      this.packets.push(...packets);
       const out: Int16Array[] = packets.map((packet) => this.decoder!.decodeInt16(packet).slice());
       const all = new Int16Array(out.reduce((n, o) => n + o.length, 0));
       let at = 0;
