@@ -115,6 +115,30 @@ describe('failover', () => {
     await openai.waitFor(() => openai.connections.some((c) => c.authorized && c.audioMs >= 50 * 20), 'the next utterance at OpenAI');
   });
 
+  it('from Deepgram, which got Opus as Ogg pages, to OpenAI: the pages it never took are decoded, and all of the audio goes on', async () => {
+    const openai = await FakeOpenAI.start();
+    const deepgram = await FakeDeepgram.start();
+    const proxy = await startProviderServer({
+      OPENAI_API_KEY: openai.apiKey,
+      OPENAI_BASE_URL: openai.baseUrl,
+      DEEPGRAM_API_KEY: deepgram.apiKey,
+      DEEPGRAM_BASE_URL: deepgram.baseUrl,
+      PROVIDERS_PRIORITY: 'deepgram,openai',
+      FORCE_COMMIT_TIMEOUT: '0.5',
+      PROVIDER_QUEUE_MS: '120000',
+    });
+    closers.push(() => openai.close(), () => deepgram.close(), () => proxy.close());
+    deepgram.faults = { refuseNext: { count: 1, status: 401 } };
+    const client = await proxy.connect({ sessionId: 'failover-ogg' });
+    await replayJvb(client, { pace: 'fast', records: onlyTag(capture, TAG_A) });
+    await client.waitFor(() => client.messages.some((m) => m.event === 'provider-switched'), 'the switch');
+    expect(client.messages.find((m) => m.event === 'provider-switched')).toEqual({ event: 'provider-switched', tag: TAG_A, from: 'deepgram', to: 'openai', reason: 'auth' });
+    const aMs = packetsByTag(capture).get(TAG_A)!.length * 20;
+    expect(proxy.logs.find((l) => l.msg === 'participant moved to the next provider')).toMatchObject({ to: 'openai', carriedMs: aMs, lostMs: 0 });
+    await openai.waitFor(() => openai.connections.some((c) => c.authorized && c.audioMs >= aMs), "all of A's audio at OpenAI");
+    await client.waitFor(() => client.finals(TAG_A).length > 0, 'finals from OpenAI');
+  });
+
   it('stays put with a single provider: it retries, as before', async () => {
     const openai = await FakeOpenAI.start();
     const proxy = await startProviderServer({ OPENAI_API_KEY: openai.apiKey, OPENAI_BASE_URL: openai.baseUrl, FORCE_COMMIT_TIMEOUT: '0.5' });
