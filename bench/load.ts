@@ -12,7 +12,8 @@
  * growing backlog. Next to it, measured in the same run, a reference per provider, so the
  * proxy's own overhead shows as a ratio: for OpenAI the decode-only limit (WASM libopus to
  * 24 kHz int16, plus the base64 its wire needs); for pass-through the minimal relay
- * (bench/relay-floor.ts) driven the same way. Machine noise hits every figure; compare
+ * (bench/relay-floor.ts) driven the same way, and the proxy with PASS_THROUGH_BATCH_MS=0
+ * (one raw packet per message, as the relay sends). Machine noise hits every figure; compare
  * ratios, not runs.
  *
  * The OpenAI rows run with the silence gate off (every frame is sent: the worst case) and the
@@ -290,13 +291,17 @@ if (BATCH_SWEEP.length > 0) {
 console.log(`\nDeepgram, Opus passed through undecoded; reference: the minimal relay at the same load\n${HEADER}`);
 const passThrough: Step[] = [];
 const floors: Step[] = [];
+const unbatched: Step[] = [];
 for (const n of PASS_THROUGH_SESSIONS) {
   const floor = await step(n, () => threadSink('deepgram'), ['--import', 'tsx', 'bench/relay-floor.ts']);
   floors.push(floor);
   const r = await step(n, () => threadSink('deepgram'), undefined, {}, n === PASS_THROUGH_SESSIONS.at(-1));
   passThrough.push(r);
   printRow(r, floor.streamsPerCore);
+  unbatched.push(await step(n, () => threadSink('deepgram'), undefined, { PASS_THROUGH_BATCH_MS: '0' }));
 }
+console.log(`\nthe same with PASS_THROUGH_BATCH_MS=0 (one raw packet per provider message, as the relay does)\n${HEADER}`);
+unbatched.forEach((r, i) => printRow(r, floors[i]!.streamsPerCore));
 console.log(`\nminimal relay (bench/relay-floor.ts: per frame JSON.parse, base64 decode, one ws.send; nothing else)\n${HEADER}`);
 for (const floor of floors) printRow(floor, floor.streamsPerCore);
 
@@ -328,6 +333,8 @@ if (passThrough.length > 0) {
   const ratios = passThrough.map((r, i) => r.streamsPerCore / floors[i]!.streamsPerCore);
   const worst = Math.min(...ratios);
   console.log(`  Deepgram pass-through >= ${TARGETS.passThroughVsFloor} of the minimal relay (same run, each step): ${ratios.map((x) => x.toFixed(2)).join(', ')} ${verdict(worst >= TARGETS.passThroughVsFloor)}`);
+  const raw = unbatched.map((r, i) => r.streamsPerCore / floors[i]!.streamsPerCore);
+  console.log(`    (unbatched, PASS_THROUGH_BATCH_MS=0: ${raw.map((x) => x.toFixed(2)).join(', ')} of the relay)`);
 }
 for (const r of [...rows, ...passThrough]) {
   if (!r.probe) continue;

@@ -97,7 +97,25 @@ export async function openaiSink(options: SinkOptions = {}): Promise<TimingSink>
   };
 }
 
-/** Deepgram live, Opus passed through: one binary frame per packet. */
+/** Audio packets completed on the Ogg pages of `bytes` (lacing values below 255), the OpusHead and OpusTags pages left out. */
+function oggAudioPackets(bytes: Buffer): number {
+  let packets = 0;
+  for (let at = 0; at + 27 <= bytes.length; ) {
+    const segments = bytes[at + 26]!;
+    const body = at + 27 + segments;
+    let length = 0;
+    let ends = 0;
+    for (let i = at + 27; i < body; i++) {
+      length += bytes[i]!;
+      if (bytes[i]! < 255) ends++;
+    }
+    if (bytes.toString('latin1', body, body + 4) !== 'Opus') packets += ends;
+    at = body + length;
+  }
+  return packets;
+}
+
+/** Deepgram live, Opus passed through: one binary frame per packet, or Ogg pages of several. */
 export async function deepgramSink(options: SinkOptions = {}): Promise<TimingSink> {
   const keep = options.arrivals ?? true;
   const server = createServer();
@@ -113,10 +131,15 @@ export async function deepgramSink(options: SinkOptions = {}): Promise<TimingSin
     const url = new URL(req.url ?? '/', 'http://sink');
     const stream: ProviderStreamTiming = { session: sessionOf(url.searchParams.get('language')), arrivals: [] };
     if (keep) streams.push(stream);
-    ws.on('message', (_data, isBinary) => {
+    // A container (no `encoding`): Ogg pages, each carrying several packets (PASS_THROUGH_BATCH_MS).
+    const ogg = !url.searchParams.has('encoding');
+    ws.on('message', (data, isBinary) => {
       if (!isBinary) return;
-      appends++;
-      if (keep) stream.arrivals.push(process.hrtime.bigint());
+      const packets = ogg ? oggAudioPackets(data as Buffer) : 1;
+      appends += packets;
+      if (!keep) return;
+      const at = process.hrtime.bigint();
+      for (let i = 0; i < packets; i++) stream.arrivals.push(at);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
