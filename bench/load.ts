@@ -52,7 +52,7 @@ const OPENAI_ENV = { SILENCE_GATE: 'false' };
 const BATCH_SWEEP = (process.env.BENCH_BATCH_SWEEP ?? '').split(',').filter(Boolean).map(Number);
 const SWEEP_SESSIONS = Number(process.env.BENCH_SWEEP_SESSIONS ?? 50);
 /** The saturation probe runs under the default limit. */
-const PROBE_ENV = { MAX_EVENT_LOOP_LAG_MS: '200' };
+const PROBE_ENV = { MAX_EVENT_LOOP_LAG_MS: '200', MAX_EVENT_LOOP_UTILIZATION: '0.9' };
 
 const { tags, base64Packets } = capture();
 

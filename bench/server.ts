@@ -77,6 +77,7 @@ export async function startServer(sink: TimingSink, options: StartOptions = {}):
       MAX_PARTICIPANTS: '0',
       MAX_PROVIDER_CONNECTIONS: '0',
       MAX_EVENT_LOOP_LAG_MS: '0',
+      MAX_EVENT_LOOP_UTILIZATION: '0',
       ...sink.env,
       ...options.env,
     },

@@ -79,6 +79,7 @@ export function createApp(deps: AppDeps): Hono {
       sessions: metrics.state.sessions,
       participants: metrics.state.participants,
       eventLoopLagMs: Math.round(metrics.state.loopLagMs()),
+      eventLoopUtilization: Math.round(metrics.state.loopUtilization() * 100) / 100,
     };
     // Shutting down: a load balancer must send new sessions elsewhere (docs/PROTOCOL.md §6).
     if (sessions.draining) return c.json({ status: 'draining', ...fields }, 503);

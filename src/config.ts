@@ -60,6 +60,8 @@ const Env = v.object({
   SILENCE_GATE_HANGOVER_MS: envInt(400, 0, 10_000),
   /** New sessions are refused with 503 while the event loop lags more than this (ms); 0: never. */
   MAX_EVENT_LOOP_LAG_MS: envInt(200, 0, 60_000),
+  /** New sessions and streams are refused while the event loop is busier than this (0–1), where the runtime measures it (Node); 0: never. */
+  MAX_EVENT_LOOP_UTILIZATION: envNumber(0.9, 0, 1),
 });
 
 export interface Config {
@@ -101,6 +103,8 @@ export interface Config {
   silenceGate: SilenceGateSettings | undefined;
   /** New sessions are refused while the event loop lags more than this (ms; 0: never). */
   maxEventLoopLagMs: number;
+  /** New sessions and streams are refused while the loop is busier than this fraction (0: never). */
+  maxEventLoopUtilization: number;
   /** The variable to set when no provider is configured. */
   missingProviderHint: string;
   /** Every provider the proxy knows (the registry), configured or not, with the variable that switches it on. */
@@ -254,6 +258,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, mo
         ? { thresholdDb: output.SILENCE_GATE_THRESHOLD_DB, preRollMs: output.SILENCE_GATE_PREROLL_MS, hangOverMs: output.SILENCE_GATE_HANGOVER_MS }
         : undefined,
       maxEventLoopLagMs: output.MAX_EVENT_LOOP_LAG_MS,
+      maxEventLoopUtilization: output.MAX_EVENT_LOOP_UTILIZATION,
       providers,
       local: { maxStreams: output.LOCAL_MAX_STREAMS, modelDir: output.LOCAL_MODEL_DIR },
       missingProviderHint: modules.map((m) => m.enableHint ?? m.keyVariable).join(' or '),

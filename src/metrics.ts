@@ -142,7 +142,7 @@ export class Registry {
 /** The proxy's metrics. One instance per process (per isolate on workerd). */
 export function createMetrics() {
   const registry = new Registry();
-  const state = { sessions: 0, participants: 0, providerStreams: 0, detachedSessions: 0, dispatcherQueue: 0, liveDecoders: (): number => 0, loopLagMs: (): number => 0, loopLagLimitMs: 0 };
+  const state = { sessions: 0, participants: 0, providerStreams: 0, detachedSessions: 0, dispatcherQueue: 0, liveDecoders: (): number => 0, loopLagMs: (): number => 0, loopLagLimitMs: 0, loopUtilization: (): number => 0, loopUtilizationLimit: 0 };
   /** The in-process monitor's last outcome (MONITOR_INTERVAL_S); NaN until its first probe. */
   const monitorState = { up: Number.NaN, lastSuccessSeconds: 0, lastDurationSeconds: Number.NaN };
   return {
@@ -181,13 +181,23 @@ export function createMetrics() {
     ),
     refused: registry.counter(
       'transcriber_refused_total',
-      'Work refused by a limit, by reason: max_sessions and saturated (upgrades), max_participants (sockets closed), max_provider_connections (streams)',
+      'Work refused by a limit, by reason: max_sessions (upgrades), saturated (upgrades and streams), max_participants (sockets closed), max_provider_connections (streams)',
     ),
     loopLag: registry.gauge('transcriber_event_loop_lag_ms', 'How far behind the event loop runs (worst of the last 0.5 s, while sessions are open)', () => state.loopLagMs()),
     loopLagLimit: registry.gauge(
       'transcriber_event_loop_lag_limit_ms',
       'MAX_EVENT_LOOP_LAG_MS: beyond this lag new sessions are refused with 503 (0: never)',
       () => state.loopLagLimitMs,
+    ),
+    loopUtilization: registry.gauge(
+      'transcriber_event_loop_utilization',
+      'The event loop\'s busy fraction (0-1) that every look of the last 0.5 s had at least, while sessions are open (Node; 0 where the runtime does not measure it)',
+      () => state.loopUtilization(),
+    ),
+    loopUtilizationLimit: registry.gauge(
+      'transcriber_event_loop_utilization_limit',
+      'MAX_EVENT_LOOP_UTILIZATION: at or beyond this busy fraction new sessions (503) and new streams are refused (0: never or not measured)',
+      () => state.loopUtilizationLimit,
     ),
     backendErrors: registry.counter('transcriber_backend_errors_total', 'Provider errors, by provider and kind'),
     reconnects: registry.counter('transcriber_backend_reconnects_total', 'Provider stream connections after the first, by provider and reason'),

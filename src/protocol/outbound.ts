@@ -46,7 +46,8 @@ export function pong(id: unknown): string | undefined {
  *   ten): `invalid_json`, `binary_frame`, `too_large`, `unknown_event`, `invalid_start`,
  *   `invalid_media`, `invalid_stop`, `bad_base64`, `too_many_participants`,
  *   `too_many_provider_connections` (the server's MAX_PROVIDER_CONNECTIONS: that stream
- *   alone is refused, frame by frame, until a connection frees), and audio
+ *   alone is refused, frame by frame, until a connection frees), `server_saturated` (a new
+ *   stream while the process is saturated: refused the same way until the load falls), and audio
  *   that does not decode (`corrupt_opus`, `ogg_*`); with `tag` when one is known.
  * - `transcriber_unavailable`: no transcriber could be reached (the Worker in front of its
  *   containers), just before the close with 1013.
@@ -60,7 +61,8 @@ export type InputErrorCode =
   | `invalid_${InboundEvent['event']}`
   | 'bad_base64'
   | 'too_many_participants'
-  | 'too_many_provider_connections';
+  | 'too_many_provider_connections'
+  | 'server_saturated';
 /** `ogg_` and the demuxer's reason (`ogg_bad_crc`…). */
 export type DecodeErrorCode = 'corrupt_opus' | `ogg_${string}`;
 export type ErrorCode = InputErrorCode | DecodeErrorCode | ProviderErrorCode | 'transcriber_unavailable';

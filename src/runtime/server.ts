@@ -78,6 +78,8 @@ export interface ServerAdapter<W extends InboundWebSockets = InboundWebSockets> 
    * missing model or module rejects with a StartupError.
    */
   localRecognizer(options: LocalRecognizerOptions): Promise<LocalRecognizer>;
+  /** The event loop's busy fraction since the previous call (MAX_EVENT_LOOP_UTILIZATION); absent where the runtime does not measure it. */
+  loopUtilization?(): number;
   /** Serves `app` (whose upgrades are `sockets`'); a listen failure rejects with `listenFailure`'s one line. */
   listen(app: Hono, sockets: W, at: { host: string; port: number }, log: Logger): Promise<Listening>;
 }
@@ -209,7 +211,17 @@ export async function startServer<W extends InboundWebSockets>(adapter: ServerAd
     : undefined;
   // The default provider: have a recogniser loaded before the first session asks.
   if (config.providers[0]?.name === 'local') localRecognizer?.prewarm();
-  const sessions = localSessions({ config, codec: adapter.codec, connector, base64: adapter.base64, localRecognizer, log, metrics, timers });
+  const sessions = localSessions({
+    config,
+    codec: adapter.codec,
+    connector,
+    base64: adapter.base64,
+    localRecognizer,
+    log,
+    metrics,
+    timers,
+    loopUtilization: adapter.loopUtilization,
+  });
   let recorders: RecorderFactory | undefined;
   if (config.dumpDir !== undefined) {
     if (adapter.dumps) recorders = adapter.dumps(config.dumpDir, log);

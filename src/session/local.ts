@@ -22,7 +22,7 @@ export interface LocalSessionsDeps {
    * away waits for it to come back (RESUME_GRACE_MS; absent or 0: never).
    */
   config: Pick<Config, 'providers'> &
-    Partial<Pick<Config, 'resumeGraceMs' | 'maxSessions' | 'maxEventLoopLagMs'>> &
+    Partial<Pick<Config, 'resumeGraceMs' | 'maxSessions' | 'maxEventLoopLagMs' | 'maxEventLoopUtilization'>> &
     SessionContext['limits'];
   /** The shared Opus codec (one WASM instance hosts every decoder); loaded once. */
   codec: () => Promise<OpusCodec>;
@@ -33,6 +33,8 @@ export interface LocalSessionsDeps {
   log: Logger;
   metrics: Metrics;
   timers?: Timers;
+  /** The busy fraction of the event loop since the previous call, where the runtime measures it (Node). */
+  loopUtilization?: () => number;
 }
 
 /**
@@ -51,6 +53,26 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
   const failover = new Set(deps.config.providers.filter((p) => p.failover).map((p) => p.name));
   let sequence = 0;
   const idPrefix = crypto.randomUUID().slice(0, 8);
+  // Media saturating the loop must not also stall handshakes: past either limit, new sessions
+  // and new streams are refused, before the loop falls behind where the runtime tells how busy it is.
+  const lag = new LoopLag(timers, () => live.size > 0, deps.loopUtilization);
+  const maxLagMs = deps.config.maxEventLoopLagMs ?? 0;
+  const maxBusy = deps.loopUtilization ? (deps.config.maxEventLoopUtilization ?? 0) : 0;
+  deps.metrics.state.loopLagMs = () => lag.lagMs;
+  deps.metrics.state.loopLagLimitMs = maxLagMs;
+  deps.metrics.state.loopUtilization = () => lag.sustainedUtilization;
+  deps.metrics.state.loopUtilizationLimit = maxBusy;
+  const saturated = (): string | undefined => {
+    const busy = lag.sustainedUtilization;
+    if (maxBusy && busy >= maxBusy) {
+      return `server saturated: its event loop is ${Math.round(busy * 100)} % busy, at or over ${Math.round(maxBusy * 100)} % (MAX_EVENT_LOOP_UTILIZATION); try again later or another instance`;
+    }
+    const behind = lag.sustainedMs;
+    if (maxLagMs && behind > maxLagMs) {
+      return `server saturated: its event loop lags ${Math.round(behind)} ms, over ${maxLagMs} (MAX_EVENT_LOOP_LAG_MS); try again later or another instance`;
+    }
+    return undefined;
+  };
   const ctx: SessionContext = {
     log: deps.log,
     metrics: deps.metrics,
@@ -58,6 +80,7 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
     limits: deps.config,
     // Unique within the process (and so the session), and never derived from the clock alone.
     newId: () => `${idPrefix}-${(++sequence).toString(36)}-${crypto.randomUUID().slice(0, 8)}`,
+    saturated,
   };
   let codec: OpusCodec | undefined;
 
@@ -66,12 +89,6 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
   let draining = false;
   const end = (session: Session, drainMs?: number) =>
     (drainMs === undefined ? session.close() : session.drain(drainMs)).finally(() => live.delete(session));
-
-  // Media saturating the loop must not also stall handshakes: past the limit, new sessions are refused.
-  const lag = new LoopLag(timers, () => live.size > 0);
-  const maxLagMs = deps.config.maxEventLoopLagMs ?? 0;
-  deps.metrics.state.loopLagMs = () => lag.lagMs;
-  deps.metrics.state.loopLagLimitMs = maxLagMs;
 
   const graceMs = deps.config.resumeGraceMs ?? 0;
   const detached = new DetachedSessions<Session>(graceMs, ctx, (session) => void end(session));
@@ -110,14 +127,8 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
       if (max && deps.metrics.state.sessions >= max) {
         return { reason: 'max_sessions', message: `session limit of ${max} reached on this server (MAX_SESSIONS); try again later or another instance` };
       }
-      const behind = lag.sustainedMs;
-      if (maxLagMs && behind > maxLagMs) {
-        return {
-          reason: 'saturated',
-          message: `server saturated: its event loop lags ${Math.round(behind)} ms, over ${maxLagMs} (MAX_EVENT_LOOP_LAG_MS); try again later or another instance`,
-        };
-      }
-      return undefined;
+      const message = saturated();
+      return message ? { reason: 'saturated', message } : undefined;
     },
     async prepare() {
       const loaded = await deps.codec();

@@ -15,11 +15,19 @@ export class LoopLag {
   private timer: unknown;
   private expected = 0;
   private readonly recent = new Array<number>(WINDOW).fill(0);
+  /** The busy fraction of each of the same looks, where the runtime can tell. */
+  private readonly busy = new Array<number>(WINDOW).fill(0);
   private at = 0;
 
+  /**
+   * `utilization`, where the runtime has one (Node's event-loop utilization), returns the
+   * fraction of the time since its previous call the loop spent working: it sees saturation
+   * coming before the lag does, which only grows once the loop has no idle time left.
+   */
   constructor(
     private readonly timers: Timers,
     private readonly active: () => boolean,
+    private readonly utilization?: () => number,
   ) {}
 
   /** The worst lag (ms) of the last half second, the overdue look included: what /health shows. */
@@ -39,19 +47,29 @@ export class LoopLag {
     return Math.min(...this.recent);
   }
 
+  /** The busy fraction (0–1) every look of the last half second had, at least; 0 where the runtime cannot tell. */
+  get sustainedUtilization(): number {
+    if (this.timer === undefined) return 0;
+    return Math.min(...this.busy);
+  }
+
   /** Starts looking (a session opened); stops by itself once `active()` is false. */
   watch(): void {
     if (this.timer !== undefined) return;
+    // From now: the idle time before the first session must not count.
+    this.utilization?.();
     this.expected = this.timers.now() + PERIOD_MS;
     this.timer = this.timers.setTimeout(this.look, PERIOD_MS);
   }
 
   private readonly look = (): void => {
     const now = this.timers.now();
+    this.busy[this.at % WINDOW] = this.utilization?.() ?? 0;
     this.recent[this.at++ % WINDOW] = Math.max(0, now - this.expected);
     if (!this.active()) {
       this.timer = undefined;
       this.recent.fill(0);
+      this.busy.fill(0);
       return;
     }
     this.expected = now + PERIOD_MS;

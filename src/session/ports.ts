@@ -87,7 +87,7 @@ export interface SessionFactory {
   prepare(): Promise<void>;
   /**
    * Why no new session may open now for a client with `params`, one line naming the setting
-   * (MAX_SESSIONS, MAX_EVENT_LOOP_LAG_MS), answered with 503 before the upgrade and counted
+   * (MAX_SESSIONS, MAX_EVENT_LOOP_LAG_MS, MAX_EVENT_LOOP_UTILIZATION), answered with 503 before the upgrade and counted
    * under `reason`; undefined while one may.
    */
   atCapacity?(params: TranscribeParams): { reason: 'max_sessions' | 'saturated'; message: string } | undefined;
@@ -153,6 +153,11 @@ export interface SessionContext {
    * (a test driving it alone) keeps its own.
    */
   readonly backlog?: SessionBacklog;
+  /**
+   * Why no new work may start now (the process is saturated: one line naming the setting), or
+   * undefined while it may: a new participant's stream is refused then, as a new session is.
+   */
+  saturated?(): string | undefined;
 }
 
 /** The same context, its log lines carrying `fields` too (session, tag…). */

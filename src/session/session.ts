@@ -221,7 +221,13 @@ export class Session implements SessionHandle {
       return undefined;
     }
     if (maxProviderConnections && this.ctx.metrics.state.providerStreams >= maxProviderConnections) {
-      this.refuseStream(tag, input, maxProviderConnections);
+      this.refuseStream(tag, input, 'max_provider_connections', 'too_many_provider_connections', `provider connection limit of ${maxProviderConnections} reached on this server (MAX_PROVIDER_CONNECTIONS); this stream's audio is refused until one frees`);
+      return undefined;
+    }
+    // New work on a saturated process would slow every stream it already runs.
+    const saturated = this.ctx.saturated?.();
+    if (saturated) {
+      this.refuseStream(tag, input, 'saturated', 'server_saturated', `${saturated.replace('; try again later or another instance', '')}; this stream's audio is refused until the load falls`);
       return undefined;
     }
     this.waiting.delete(tag);
@@ -247,24 +253,20 @@ export class Session implements SessionHandle {
   }
 
   /**
-   * The server's provider connections are all taken (MAX_PROVIDER_CONNECTIONS): this stream
-   * alone is refused, not the session. The limit is the whole process's, not this client's
-   * doing; closing the socket would end the session's other participants, whose streams run,
-   * and bring the media server straight back to the same refusal. Each frame of the stream is
-   * answered (throttled) and counted; it starts, with the format its `start` declared, at its
-   * first frame after a stream frees (docs/PROTOCOL.md §4.6).
+   * The server's provider connections are all taken (MAX_PROVIDER_CONNECTIONS), or the process
+   * is saturated: this stream alone is refused, not the session. The limit is the whole
+   * process's, not this client's doing; closing the socket would end the session's other
+   * participants, whose streams run, and bring the media server straight back to the same
+   * refusal. Each frame of the stream is answered (throttled) and counted; it starts, with the
+   * format its `start` declared, at its first frame once the limit allows (docs/PROTOCOL.md §4.6).
    */
-  private refuseStream(tag: string, input: InputFormat, limit: number): void {
+  private refuseStream(tag: string, input: InputFormat, reason: 'max_provider_connections' | 'saturated', code: 'too_many_provider_connections' | 'server_saturated', message: string): void {
     if (!this.waiting.has(tag)) {
-      this.ctx.metrics.refused.inc({ reason: 'max_provider_connections' });
+      this.ctx.metrics.refused.inc({ reason });
       // Remembered for its format; a client inventing tags without end is not.
       if (this.waiting.size < MAX_WAITING_STREAMS) this.waiting.set(tag, input);
     } else if (input !== this.waiting.get(tag)) this.waiting.set(tag, input);
-    this.shell.refuse(
-      'too_many_provider_connections',
-      `provider connection limit of ${limit} reached on this server (MAX_PROVIDER_CONNECTIONS); this stream's audio is refused until one frees`,
-      tag,
-    );
+    this.shell.refuse(code, message, tag);
   }
 
   private stop(tag: string): void {

@@ -52,6 +52,7 @@ async function startNode(): Promise<NodeServer> {
       SILENCE_GATE: 'false',
       // It shares its event loop with miniflare and the test's fast replays: no saturation limit.
       MAX_EVENT_LOOP_LAG_MS: '0',
+      MAX_EVENT_LOOP_UTILIZATION: '0',
     },
     log: createLogger('info', (_level, line) => nodeLogs.push(JSON.parse(line) as LogLine)),
   });

@@ -44,6 +44,7 @@ beforeAll(async () => {
       // This server shares the test's process, whose loop Miniflare's synchronous proxy calls
       // (getDurableObjectNamespace, a stub's RPC: Atomics.wait) stall, 604 ms measured: not load to refuse.
       MAX_EVENT_LOOP_LAG_MS: '0',
+      MAX_EVENT_LOOP_UTILIZATION: '0',
     },
     log: createLogger('error'),
   });

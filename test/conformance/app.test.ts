@@ -44,6 +44,7 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
       SILENCE_GATE: 'false',
       PCM_BATCH_MS: '0',
       MAX_EVENT_LOOP_LAG_MS: '0',
+      MAX_EVENT_LOOP_UTILIZATION: '0',
       // The launchers learn the port from the info-level 'listening' line.
       LOG_LEVEL: 'info',
     });

@@ -62,6 +62,7 @@ describe.skipIf(!haproxyInstalled)('HAProxy in front of two proxy processes (dep
       SILENCE_GATE: 'false',
       // A fast replay blocks the process's loop; on a loaded machine that must not refuse the reconnects.
       MAX_EVENT_LOOP_LAG_MS: '0',
+      MAX_EVENT_LOOP_UTILIZATION: '0',
       LOG_LEVEL: 'info',
     };
     [processes.proxy1, processes.proxy2] = await Promise.all([ENTRIES.node(env), ENTRIES.node(env)]);

@@ -128,7 +128,7 @@ describe('failover', () => {
       PROVIDER_QUEUE_MS: '120000',
     });
     closers.push(() => openai.close(), () => deepgram.close(), () => proxy.close());
-    deepgram.faults = { refuseNext: { count: 1, status: 401 } };
+    deepgram.faults = { refuseNext: { count: 1, status: 401, dgError: 'Invalid credentials.' } };
     const client = await proxy.connect({ sessionId: 'failover-ogg' });
     await replayJvb(client, { pace: 'fast', records: onlyTag(capture, TAG_A) });
     await client.waitFor(() => client.messages.some((m) => m.event === 'provider-switched'), 'the switch');

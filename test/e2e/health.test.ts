@@ -56,6 +56,7 @@ describe('/health', () => {
         sessions: 0,
         participants: 0,
         eventLoopLagMs: 0,
+        eventLoopUtilization: 0,
       },
     });
   });

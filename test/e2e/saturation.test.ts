@@ -1,10 +1,12 @@
 /**
- * A saturated event loop (MAX_EVENT_LOOP_LAG_MS): new sessions are refused with a clear 503
+ * A saturated event loop (MAX_EVENT_LOOP_LAG_MS, MAX_EVENT_LOOP_UTILIZATION): new sessions are refused with a clear 503
  * rather than left to stall, /health still answers and reports the lag, and the limit and the
  * refusals are in /metrics. The test blocks the loop it shares with the server (in-process),
  * as media would: no wall-clock bound is asserted, only what the client is answered.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TAG_B } from '../helpers/client.ts';
+import { packetsByTag } from '../helpers/fixtures.ts';
 import { metricValue, startProxy, type Proxy } from '../helpers/proxy.ts';
 
 /** Keeps the event loop busy for `ms` at once: one stall, as a garbage collection would. */
@@ -69,5 +71,64 @@ describe('a saturated event loop', () => {
     await later.waitFor(() => later.messages.some((m) => m.event === 'info'), 'info');
     expect(live.closed).toBeUndefined();
     await Promise.all([live.close(), afterStall.close(), later.close()]);
+  });
+});
+
+/**
+ * Keeps the event loop ~90 % busy for `ms` without letting it fall behind: 90 ms turns, a
+ * timer's turn between them, so the lag probe (one look per 100 ms) is never later than that.
+ */
+async function keepBusy(ms: number): Promise<void> {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    block(90);
+    await new Promise((r) => setTimeout(r, 0));
+  }
+}
+
+describe('a busy event loop (MAX_EVENT_LOOP_UTILIZATION, before it falls behind)', () => {
+  let proxy: Proxy;
+  beforeAll(async () => {
+    // A lag limit the 90 ms turns never reach: only the busy fraction can refuse.
+    proxy = await startProxy({ MAX_EVENT_LOOP_LAG_MS: '1000', MAX_EVENT_LOOP_UTILIZATION: '0.75' });
+  });
+  afterAll(() => proxy.close());
+
+  it('refuses a new session (503) and a new participant’s stream (error, counted), both starting once the load falls', async () => {
+    const live = await proxy.connect({ sessionId: 'busy-live' });
+    await live.waitFor(() => live.messages.some((m) => m.event === 'info'), 'info');
+    const metrics = await proxy.metrics();
+    expect(metricValue(metrics, 'transcriber_event_loop_utilization_limit')).toBe(0.75);
+
+    await keepBusy(1_000);
+    const refused = await proxy.connect({ sessionId: 'busy-late' }).then(
+      () => undefined,
+      (e: { status?: number; body?: string }) => e,
+    );
+    expect(refused).toMatchObject({ status: 503 });
+    expect(refused?.body).toMatch(/^server saturated: its event loop is \d+ % busy, at or over 75 % \(MAX_EVENT_LOOP_UTILIZATION\)/);
+
+    // A participant joining the live session while the loop is busy: its stream alone is refused.
+    const packet = Buffer.from(packetsByTag().get(TAG_B)![0]!).toString('base64');
+    const media = (chunk: number) => ({ event: 'media', media: { tag: TAG_B, chunk, timestamp: chunk * 960, payload: packet } });
+    await keepBusy(1_000);
+    live.send({ event: 'start', start: { tag: TAG_B, mediaFormat: { encoding: 'opus', sampleRate: 48000, channels: 2 } } });
+    live.send(media(1));
+    await live.waitFor(() => live.messages.some((m) => m.event === 'error' && m.code === 'server_saturated'), 'the stream refused');
+    const error = live.messages.find((m) => m.event === 'error' && m.code === 'server_saturated') as unknown as { message: string; tag: string };
+    expect(error.tag).toBe(TAG_B);
+    expect(error.message).toMatch(/MAX_EVENT_LOOP_UTILIZATION\); this stream's audio is refused until the load falls$/);
+    const after = await proxy.metrics();
+    expect(metricValue(after, 'transcriber_refused_total', { reason: 'saturated' })).toBe(2);
+    expect(proxy.fake.connections).toHaveLength(0);
+
+    // Idle again (the probe's window is half a second): the stream starts at its next frame, and sessions open.
+    await new Promise((r) => setTimeout(r, 1_000));
+    for (let chunk = 2; chunk < 30; chunk++) live.send(media(chunk));
+    await proxy.fake.waitFor(() => proxy.fake.connections.some((c) => c.appends > 0), 'the stream at the provider');
+    const later = await proxy.connect({ sessionId: 'busy-later' });
+    await later.waitFor(() => later.messages.some((m) => m.event === 'info'), 'info');
+    expect(live.closed).toBeUndefined();
+    await Promise.all([live.close(), later.close()]);
   });
 });

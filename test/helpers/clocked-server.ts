@@ -30,7 +30,7 @@ export interface ClockedServer {
  * and no saturation limit (the clock does not measure the loop). test/e2e/silence.test.ts and
  * test/e2e/saturation.test.ts cover those.
  */
-const FRAME_BY_FRAME = { PCM_BATCH_MS: '0', SILENCE_GATE: 'false', MAX_EVENT_LOOP_LAG_MS: '0' };
+const FRAME_BY_FRAME = { PCM_BATCH_MS: '0', SILENCE_GATE: 'false', MAX_EVENT_LOOP_LAG_MS: '0', MAX_EVENT_LOOP_UTILIZATION: '0' };
 
 export async function startClockedServer(env: Record<string, string>, clock = new ManualClock()): Promise<ClockedServer> {
   const logs: LogLine[] = [];

@@ -37,7 +37,7 @@ export async function startProviderServer(env: Record<string, string>): Promise<
   // replay a capture at full speed, which must not refuse their next session
   // (test/e2e/saturation.test.ts sets it).
   const server = await startNodeServer({
-    env: { PORT: '0', HOST: '127.0.0.1', RESUME_GRACE_MS: '0', SILENCE_GATE: 'false', MAX_EVENT_LOOP_LAG_MS: '0', ...env },
+    env: { PORT: '0', HOST: '127.0.0.1', RESUME_GRACE_MS: '0', SILENCE_GATE: 'false', MAX_EVENT_LOOP_LAG_MS: '0', MAX_EVENT_LOOP_UTILIZATION: '0', ...env },
     log,
   });
   const url = (path: string) => `http://127.0.0.1:${server.port}${path}`;
