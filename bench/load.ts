@@ -36,6 +36,7 @@ import WebSocket from 'ws';
 import { OpusCodec } from '../src/codec/opus.ts';
 import { loadOpusModule } from '../src/runtime/node/wasm.ts';
 import type { ProviderStreamTiming, TimingSink } from './sinks.ts';
+import { ramp, type RampResult } from './ramp.ts';
 import { threadSink } from './sink-thread.ts';
 import { TICKS_PER_SECOND, capture, cpuTicks, drive, mediaFrame as frame, openSession, rssKb, startServer, stopServer, type Stream } from './server.ts';
 
@@ -51,6 +52,9 @@ const OPENAI_ENV = { SILENCE_GATE: 'false' };
 /** BENCH_BATCH_SWEEP=0,40,100,200: the OpenAI path at BENCH_SWEEP_SESSIONS (default 50) under each PCM_BATCH_MS. */
 const BATCH_SWEEP = (process.env.BENCH_BATCH_SWEEP ?? '').split(',').filter(Boolean).map(Number);
 const SWEEP_SESSIONS = Number(process.env.BENCH_SWEEP_SESSIONS ?? 50);
+/** BENCH_RAMP_SESSIONS sessions (2 streams each), one every BENCH_RAMP_EVERY_MS, under the default saturation limits; 0: no ramp. */
+const RAMP_SESSIONS = Number(process.env.BENCH_RAMP_SESSIONS ?? 400);
+const RAMP_EVERY_MS = Number(process.env.BENCH_RAMP_EVERY_MS ?? 50);
 /** The saturation probe runs under the default limit. */
 const PROBE_ENV = { MAX_EVENT_LOOP_LAG_MS: '200', MAX_EVENT_LOOP_UTILIZATION: '0.9' };
 
@@ -305,6 +309,18 @@ unbatched.forEach((r, i) => printRow(r, floors[i]!.streamsPerCore));
 console.log(`\nminimal relay (bench/relay-floor.ts: per frame JSON.parse, base64 decode, one ws.send; nothing else)\n${HEADER}`);
 for (const floor of floors) printRow(floor, floor.streamsPerCore);
 
+let ramped: RampResult | undefined;
+if (RAMP_SESSIONS > 0) {
+  console.log(
+    `\nsaturation: a session (2 streams) every ${RAMP_EVERY_MS} ms up to ${RAMP_SESSIONS}, under the default MAX_EVENT_LOOP_UTILIZATION and MAX_EVENT_LOOP_LAG_MS; /health and a new session timed once a second`,
+  );
+  ramped = await ramp({ sessions: RAMP_SESSIONS, everyMs: RAMP_EVERY_MS, env: { ...OPENAI_ENV, ...PROBE_ENV } });
+  console.log(
+    `  admitted ${ramped.admitted} sessions (${ramped.admitted * 2} streams), refused ${ramped.refused} with 503; server CPU ${ramped.cpuPerWallSecond.toFixed(2)}/s at the end; ` +
+      `frames at the provider ${ramped.received}/${ramped.sent} (streams refused alone included); slowest GET /health ${ramped.worstHealthMs.toFixed(0)} ms, slowest handshake ${ramped.worstSessionMs.toFixed(0)} ms\n  last /health: ${ramped.lastHealth}`,
+  );
+}
+
 const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
 console.log('\ntargets:');
 if (rows.length > 0) {
@@ -335,6 +351,10 @@ if (passThrough.length > 0) {
   console.log(`  Deepgram pass-through >= ${TARGETS.passThroughVsFloor} of the minimal relay (same run, each step): ${ratios.map((x) => x.toFixed(2)).join(', ')} ${verdict(worst >= TARGETS.passThroughVsFloor)}`);
   const raw = unbatched.map((r, i) => r.streamsPerCore / floors[i]!.streamsPerCore);
   console.log(`    (unbatched, PASS_THROUGH_BATCH_MS=0: ${raw.map((x) => x.toFixed(2)).join(', ')} of the relay)`);
+}
+if (ramped) {
+  const ok = ramped.worstHealthMs <= TARGETS.serveMs && ramped.worstSessionMs <= TARGETS.serveMs;
+  console.log(`  saturation ramp: /health and new sessions answered within ${TARGETS.serveMs} ms throughout (worst ${ramped.worstHealthMs.toFixed(0)} / ${ramped.worstSessionMs.toFixed(0)} ms) ${verdict(ok)}`);
 }
 for (const r of [...rows, ...passThrough]) {
   if (!r.probe) continue;
