@@ -19,7 +19,7 @@ afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
-async function start(): Promise<{ openai: FakeOpenAI; deepgram: FakeDeepgram; proxy: ProviderServer }> {
+async function start(env: Record<string, string> = {}): Promise<{ openai: FakeOpenAI; deepgram: FakeDeepgram; proxy: ProviderServer }> {
   const openai = await FakeOpenAI.start();
   const deepgram = await FakeDeepgram.start();
   const proxy = await startProviderServer({
@@ -31,6 +31,7 @@ async function start(): Promise<{ openai: FakeOpenAI; deepgram: FakeDeepgram; pr
     DEEPGRAM_ENCODING: 'linear16',
     PROVIDERS_PRIORITY: 'openai,deepgram',
     FORCE_COMMIT_TIMEOUT: '0.5',
+    ...env,
   });
   closers.push(() => openai.close(), () => deepgram.close(), () => proxy.close());
   return { openai, deepgram, proxy };
@@ -116,18 +117,7 @@ describe('failover', () => {
   });
 
   it('from Deepgram, which got Opus as Ogg pages, to OpenAI: the pages it never took are decoded, and all of the audio goes on', async () => {
-    const openai = await FakeOpenAI.start();
-    const deepgram = await FakeDeepgram.start();
-    const proxy = await startProviderServer({
-      OPENAI_API_KEY: openai.apiKey,
-      OPENAI_BASE_URL: openai.baseUrl,
-      DEEPGRAM_API_KEY: deepgram.apiKey,
-      DEEPGRAM_BASE_URL: deepgram.baseUrl,
-      PROVIDERS_PRIORITY: 'deepgram,openai',
-      FORCE_COMMIT_TIMEOUT: '0.5',
-      PROVIDER_QUEUE_MS: '120000',
-    });
-    closers.push(() => openai.close(), () => deepgram.close(), () => proxy.close());
+    const { openai, deepgram, proxy } = await start({ PROVIDERS_PRIORITY: 'deepgram,openai', DEEPGRAM_ENCODING: 'opus', PROVIDER_QUEUE_MS: '120000' });
     deepgram.faults = { refuseNext: { count: 1, status: 401, dgError: 'Invalid credentials.' } };
     const client = await proxy.connect({ sessionId: 'failover-ogg' });
     await replayJvb(client, { pace: 'fast', records: onlyTag(capture, TAG_A) });
