@@ -5,18 +5,16 @@
  *
  *   client → Worker (AUTH_MODE=token) → TranscriberContainer → tap → Node server → fake OpenAI
  */
-import { fileURLToPath } from 'node:url';
-import { Miniflare } from 'miniflare';
+import type { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
-import { startNodeServer, type NodeServer } from '../../src/runtime/node/server.ts';
+import type { NodeServer } from '../../src/runtime/node/server.ts';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TestClient } from '../helpers/client.ts';
 import { until } from '../helpers/wait.ts';
-import { bundleWorker, COMPATIBILITY_DATE } from '../runtimes/workerd-harness.ts';
+import { startContainerServer, startFront } from './front.ts';
 import { Tap } from './tap.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TOKEN = 'worker-front-shared-secret-42';
 
 let fake: FakeOpenAI;
@@ -27,33 +25,9 @@ let base: URL;
 
 beforeAll(async () => {
   fake = await FakeOpenAI.start();
-  node = await startNodeServer({
-    env: { PORT: '0', HOST: '127.0.0.1', OPENAI_API_KEY: fake.apiKey, OPENAI_BASE_URL: fake.baseUrl, USE_DISPATCHER: 'false' },
-    log: createLogger('error', () => {}),
-  });
+  node = await startContainerServer(fake, createLogger('error', () => {}));
   tap = await Tap.start(node.port);
-  mf = new Miniflare({
-    host: '127.0.0.1',
-    port: 0,
-    workers: [
-      {
-        name: 'front',
-        modules: await bundleWorker('src/runtime/workerd.ts'),
-        modulesRoot: ROOT,
-        compatibilityDate: COMPATIBILITY_DATE,
-        bindings: {
-          OPENAI_API_KEY: fake.apiKey,
-          OPENAI_BASE_URL: fake.baseUrl,
-          CONTAINER_URL_OVERRIDE: tap.url,
-          AUTH_MODE: 'token',
-          AUTH_TOKEN: TOKEN,
-          LOG_LEVEL: 'error',
-        },
-        durableObjects: { CONTAINER: { className: 'TranscriberContainer', useSQLite: true } },
-      },
-    ],
-  });
-  base = await mf.ready;
+  ({ mf, base } = await startFront({ fake, tap, bindings: { AUTH_MODE: 'token', AUTH_TOKEN: TOKEN, LOG_LEVEL: 'error' } }));
 });
 
 afterAll(async () => {

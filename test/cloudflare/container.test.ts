@@ -8,11 +8,10 @@
  *
  * Finals also go to a Durable Object dispatcher (test/runtimes/workerd/dispatcher-worker.ts).
  */
-import { fileURLToPath } from 'node:url';
 import { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
-import { startNodeServer, type NodeServer } from '../../src/runtime/node/server.ts';
+import type { NodeServer } from '../../src/runtime/node/server.ts';
 import type { DispatcherFinal as DispatcherMessage } from '../../src/sinks/dispatcher/message.ts';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TAG_A, TAG_B, TestClient, replayJvb } from '../helpers/client.ts';
@@ -21,9 +20,9 @@ import type { LogLine } from '../helpers/proxy.ts';
 import { until } from '../helpers/wait.ts';
 import type { ObjectRecords } from '../runtimes/dispatcher-scenario.ts';
 import { bundleWorker, COMPATIBILITY_DATE } from '../runtimes/workerd-harness.ts';
+import { ROOT, startContainerServer, startFront } from './front.ts';
 import { Tap } from './tap.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** Short, so that sleeping when idle happens within a test. */
 const SLEEP_AFTER_SECONDS = 1;
 
@@ -36,55 +35,19 @@ let base: URL;
 
 async function startNode(): Promise<NodeServer> {
   nodeLogs = [];
-  return startNodeServer({
-    // What the Worker forwards to a real container (see container-settings.ts), on a free port.
-    env: {
-      PORT: '0',
-      HOST: '127.0.0.1',
-      OPENAI_API_KEY: fake.apiKey,
-      OPENAI_BASE_URL: fake.baseUrl,
-      USE_DISPATCHER: 'false',
-      // A fast replay delivers the whole capture before the provider connection opens: hold it all.
-      FORCE_COMMIT_TIMEOUT: '0.5',
-      PROVIDER_QUEUE_MS: '60000',
-      FINISH_TIMEOUT_MS: '3000',
-      // Frames unchanged at the provider too: every one of them is sent.
-      SILENCE_GATE: 'false',
-      // It shares its event loop with miniflare and the test's fast replays: no saturation limit.
-      MAX_EVENT_LOOP_LAG_MS: '0',
-      MAX_EVENT_LOOP_UTILIZATION: '0',
-    },
-    log: createLogger('info', (_level, line) => nodeLogs.push(JSON.parse(line) as LogLine)),
-  });
+  return startContainerServer(fake, createLogger('info', (_level, line) => nodeLogs.push(JSON.parse(line) as LogLine)));
 }
 
 beforeAll(async () => {
   fake = await FakeOpenAI.start();
   node = await startNode();
   tap = await Tap.start(node.port);
-  mf = new Miniflare({
-    host: '127.0.0.1',
-    port: 0,
+  ({ mf, base } = await startFront({
+    fake,
+    tap,
+    bindings: { CONTAINER_SLEEP_AFTER: `${SLEEP_AFTER_SECONDS}s`, DISPATCHER_QUEUE_LIMIT: '1000', FINISH_TIMEOUT_MS: '3000', LOG_LEVEL: 'warn' },
+    durableObjects: { DISPATCHER_DO: { className: 'DispatcherObject', scriptName: 'dispatcher' } },
     workers: [
-      {
-        name: 'front',
-        modules: await bundleWorker('src/runtime/workerd.ts'),
-        modulesRoot: ROOT,
-        compatibilityDate: COMPATIBILITY_DATE,
-        bindings: {
-          OPENAI_API_KEY: fake.apiKey,
-          OPENAI_BASE_URL: fake.baseUrl,
-          CONTAINER_URL_OVERRIDE: tap.url,
-          CONTAINER_SLEEP_AFTER: `${SLEEP_AFTER_SECONDS}s`,
-          DISPATCHER_QUEUE_LIMIT: '1000',
-          FINISH_TIMEOUT_MS: '3000',
-          LOG_LEVEL: 'warn',
-        },
-        durableObjects: {
-          CONTAINER: { className: 'TranscriberContainer', useSQLite: true },
-          DISPATCHER_DO: { className: 'DispatcherObject', scriptName: 'dispatcher' },
-        },
-      },
       {
         name: 'dispatcher',
         modules: await bundleWorker('test/runtimes/workerd/dispatcher-worker.ts'),
@@ -93,8 +56,7 @@ beforeAll(async () => {
         durableObjects: { DISPATCHER_DO: 'DispatcherObject' },
       },
     ],
-  });
-  base = await mf.ready;
+  }));
 });
 
 afterAll(async () => {

@@ -7,20 +7,19 @@
  *
  *   client → Worker → (ContainerCoordinator) → TranscriberContainer `pool-<i>` / `auto-<i>` → tap → Node server
  */
-import { fileURLToPath } from 'node:url';
 import { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
-import { startNodeServer, type NodeServer } from '../../src/runtime/node/server.ts';
+import type { NodeServer } from '../../src/runtime/node/server.ts';
 import { rendezvous } from '../../src/runtime/workerd/routing/hash.ts';
 import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TestClient, replayJvb } from '../helpers/client.ts';
 import { readCapture } from '../helpers/fixtures.ts';
 import { until } from '../helpers/wait.ts';
 import { bundleWorker, COMPATIBILITY_DATE } from '../runtimes/workerd-harness.ts';
+import { ROOT, startContainerServer, startFront } from './front.ts';
 import { Tap } from './tap.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** Short, so that an instance left alone would sleep within a test. */
 const SLEEP_AFTER_SECONDS = 1;
 const POOL_SIZE = 3;
@@ -31,23 +30,7 @@ let tap: Tap;
 
 beforeAll(async () => {
   fake = await FakeOpenAI.start();
-  node = await startNodeServer({
-    env: {
-      PORT: '0',
-      HOST: '127.0.0.1',
-      OPENAI_API_KEY: fake.apiKey,
-      OPENAI_BASE_URL: fake.baseUrl,
-      USE_DISPATCHER: 'false',
-      FORCE_COMMIT_TIMEOUT: '0.5',
-      PROVIDER_QUEUE_MS: '60000',
-      FINISH_TIMEOUT_MS: '3000',
-      // This server shares the test's process, whose loop Miniflare's synchronous proxy calls
-      // (getDurableObjectNamespace, a stub's RPC: Atomics.wait) stall, 604 ms measured: not load to refuse.
-      MAX_EVENT_LOOP_LAG_MS: '0',
-      MAX_EVENT_LOOP_UTILIZATION: '0',
-    },
-    log: createLogger('error'),
-  });
+  node = await startContainerServer(fake, createLogger('error'));
   tap = await Tap.start(node.port);
 });
 
@@ -57,28 +40,13 @@ afterAll(async () => {
   await fake?.close();
 });
 
-async function startWorker(vars: Record<string, string>): Promise<{ mf: Miniflare; base: URL }> {
-  const mf = new Miniflare({
-    host: '127.0.0.1',
-    port: 0,
-    modules: await bundleWorker('src/runtime/workerd.ts'),
-    modulesRoot: ROOT,
-    compatibilityDate: COMPATIBILITY_DATE,
-    bindings: {
-      OPENAI_API_KEY: fake.apiKey,
-      OPENAI_BASE_URL: fake.baseUrl,
-      CONTAINER_URL_OVERRIDE: tap.url,
-      CONTAINER_SLEEP_AFTER: `${SLEEP_AFTER_SECONDS}s`,
-      FINISH_TIMEOUT_MS: '3000',
-      LOG_LEVEL: 'warn',
-      ...vars,
-    },
-    durableObjects: {
-      CONTAINER: { className: 'TranscriberContainer', useSQLite: true },
-      COORDINATOR: { className: 'ContainerCoordinator', useSQLite: true },
-    },
+function startWorker(vars: Record<string, string>): Promise<{ mf: Miniflare; base: URL }> {
+  return startFront({
+    fake,
+    tap,
+    bindings: { CONTAINER_SLEEP_AFTER: `${SLEEP_AFTER_SECONDS}s`, FINISH_TIMEOUT_MS: '3000', LOG_LEVEL: 'warn', ...vars },
+    durableObjects: { COORDINATOR: { className: 'ContainerCoordinator', useSQLite: true } },
   });
-  return { mf, base: await mf.ready };
 }
 
 const wsUrl = (base: URL, query: Record<string, string>) => `${new URL('/transcribe', base).href.replace(/^http/, 'ws')}?${new URLSearchParams(query)}`;
