@@ -31,7 +31,7 @@ export interface PcmReader {
 }
 
 export interface DecodeHistoryOptions {
-  /** Decoded samples between snapshots (default 5 s at the rate). */
+  /** Decoded samples between snapshots (default 10 s at the rate). */
   snapshotEverySamples?: number;
   /**
    * The oldest position anyone may still ask for; asked at each snapshot, and everything
@@ -44,7 +44,7 @@ const DECODE = 0;
 const CONCEAL = 1;
 const RECOVER = 2;
 
-const SNAPSHOT_EVERY_MS = 5_000;
+const SNAPSHOT_EVERY_MS = 10_000;
 const INITIAL_CALLS = 64;
 const INITIAL_ARENA_BYTES = 2048;
 
