@@ -84,6 +84,15 @@ export interface OpusDecoder {
   packetSamples(packet: Uint8Array): number;
   /** Back to the state of a fresh decoder (OPUS_RESET_STATE), e.g. at a stream change. */
   reset(): void;
+  /**
+   * A copy of the decoder's whole state (its rate, then libopus's bytes). Restored into any
+   * decoder of the same `OpusCodec` at the same rate, the next calls return exactly what they
+   * would have returned on this one: libopus keeps offsets, not pointers, to the decoder's
+   * CELT and SILK parts, and its only pointers are to the module's static tables.
+   */
+  saveState(): Uint8Array;
+  /** Puts back a `saveState()` copy; RangeError for one of another rate or size (nothing changed). */
+  restoreState(state: Uint8Array): void;
   /** Frees the decoder's memory. Idempotent. */
   close(): void;
   readonly closed: boolean;
@@ -118,6 +127,9 @@ const EXPORT_NAMES = [
   'opus_shim_malloc',
   'opus_shim_free',
 ] as const;
+
+/** Bytes before libopus's in a saved state: the decoder's rate (uint32, little-endian). */
+const STATE_HEADER_BYTES = 4;
 
 /** 120 ms at 48 kHz: the longest output of one libopus call. */
 const MAX_OUTPUT_SAMPLES = 5760;
@@ -341,6 +353,26 @@ class Decoder implements OpusDecoder {
     const pointer = this.#live('reset');
     const result = this.#core.call(() => this.#core.exports.opus_shim_decoder_reset(pointer));
     if (result < 0) throw new OpusError(result, 'reset');
+  }
+
+  saveState(): Uint8Array {
+    const pointer = this.#live('saveState');
+    const size = this.#core.exports.opus_shim_decoder_size();
+    const state = new Uint8Array(STATE_HEADER_BYTES + size);
+    new DataView(state.buffer).setUint32(0, this.sampleRate, true);
+    state.set(this.#core.heap().subarray(pointer, pointer + size), STATE_HEADER_BYTES);
+    return state;
+  }
+
+  restoreState(state: Uint8Array): void {
+    const pointer = this.#live('restoreState');
+    const size = this.#core.exports.opus_shim_decoder_size();
+    if (state.byteLength !== STATE_HEADER_BYTES + size) {
+      throw new RangeError(`not a saved decoder state: ${state.byteLength} bytes, expected ${STATE_HEADER_BYTES + size}`);
+    }
+    const rate = new DataView(state.buffer, state.byteOffset, state.byteLength).getUint32(0, true);
+    if (rate !== this.sampleRate) throw new RangeError(`a decoder state saved at ${rate} Hz cannot be restored at ${this.sampleRate} Hz`);
+    this.#core.heap().set(state.subarray(STATE_HEADER_BYTES), pointer);
   }
 
   close(): void {

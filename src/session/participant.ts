@@ -11,6 +11,7 @@ import type { SessionContext } from './ports.ts';
 import { Sequencer } from './sequencer.ts';
 import { ProviderStream, type Queued, type StreamResult } from './provider-stream.ts';
 import { SilenceGate } from './silence-gate.ts';
+import { DecodeHistory } from './decode-history.ts';
 import type { StreamUsage } from './usage.ts';
 
 /** Concealment never invents more than this much audio for one gap. */
@@ -58,6 +59,11 @@ export class Participant {
   private format!: AudioFormat;
   private stream!: ProviderStream;
   private decoder: OpusDecoder | undefined;
+  /**
+   * The calls made on the decoder (at its rate), so that the provider stream's replay buffer
+   * keeps positions into it instead of PCM; only when there is a replay buffer.
+   */
+  private history: DecodeHistory | undefined;
   private demuxer: OggOpusDemuxer | undefined;
   private l16: L16Converter | undefined;
   private readonly sequencer = new Sequencer();
@@ -106,6 +112,7 @@ export class Participant {
     this.releaseCodecs();
     if (!this.stream || !sameFormat(format, this.format)) {
       if (this.stream) this.retire(this.stream);
+      this.history = undefined;
       this.format = format;
       this.stream = this.newStream(format);
     }
@@ -273,9 +280,10 @@ export class Participant {
     const decoder = this.opusDecoder(this.format.sampleRate);
     try {
       if (lost > 0) this.conceal(decoder, packet, lost, arrival);
-      const pcm = decoder.decodeInt16(packet);
+      const history = this.history;
+      const pcm = history ? history.decode(decoder, packet) : decoder.decodeInt16(packet);
       this.frameSamples = pcm.length;
-      this.pushPcm(pcm, arrival);
+      this.pushPcm(pcm, arrival, history && history.position - pcm.length);
     } catch (err) {
       if (!(err instanceof OpusError)) throw err;
       this.d.onDecodeError('corrupt_opus', err.message);
@@ -287,20 +295,27 @@ export class Participant {
     const samples = this.frameSamples || decoder.sampleRate / 50;
     const frameMs = (samples * 1000) / decoder.sampleRate;
     const frames = Math.min(lost, Math.max(1, Math.floor(MAX_CONCEAL_MS / frameMs)));
-    for (let i = 0; i < frames - 1; i++) this.pushPcm(decoder.conceal(samples), arrival);
-    this.pushPcm(decoder.recover(next, samples), arrival);
+    const history = this.history;
+    for (let i = 0; i < frames - 1; i++) {
+      if (history) this.pushPcm(history.conceal(decoder, samples), arrival, history.position - samples);
+      else this.pushPcm(decoder.conceal(samples), arrival);
+    }
+    if (history) this.pushPcm(history.recover(decoder, next, samples), arrival, history.position - samples);
+    else this.pushPcm(decoder.recover(next, samples), arrival);
     this.ctx.metrics.concealedFrames.inc({ method: 'plc' }, frames - 1);
     this.ctx.metrics.concealedFrames.inc({ method: 'fec' });
   }
 
-  private pushPcm(pcm: Int16Array, arrival: number): void {
+  /** `position`: of the first sample in `this.history`, for decoded Opus. */
+  private pushPcm(pcm: Int16Array, arrival: number, position?: number): void {
     this.stream.heard(this.durationMs(pcm));
-    if (this.gate) this.gate.push(pcm, arrival);
-    else this.send(pcm, arrival);
+    if (this.gate) this.gate.push(pcm, arrival, position);
+    else this.send(pcm, arrival, position);
   }
 
-  private send(pcm: Int16Array, arrival: number): void {
-    this.stream.push(new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength), this.durationMs(pcm), arrival);
+  private send(pcm: Int16Array, arrival: number, position?: number): void {
+    const source = position === undefined ? undefined : this.history;
+    this.stream.push(new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength), this.durationMs(pcm), arrival, source, position);
   }
 
   private durationMs(pcm: Int16Array): number {
@@ -352,8 +367,23 @@ export class Participant {
     if (this.decoder?.sampleRate !== rate) {
       this.decoder?.close();
       this.decoder = this.d.codec.createDecoder(rate);
+      if (this.history?.sampleRate === rate) this.history.restart(this.decoder);
+      else if (this.ctx.limits.providerReplayMs > 0) {
+        const history: DecodeHistory = new DecodeHistory(this.d.codec, this.decoder, { oldestNeeded: () => this.oldestNeeded(history) });
+        this.history = history;
+      } else this.history = undefined;
     }
     return this.decoder;
+  }
+
+  /**
+   * What of `history` may still be sent or replayed: the current stream's replay buffer and
+   * batch, and the silence gate's pre-roll (the newest samples). Streams retired or handed
+   * over no longer point into it (`ProviderStream.materialise`).
+   */
+  private oldestNeeded(history: DecodeHistory): number {
+    const recent = history.position - (this.gate?.preRollSamples ?? 0);
+    return Math.min(recent, this.stream.oldestPosition(history) ?? recent);
   }
 
   private l16Converter(): L16Converter {
@@ -402,6 +432,7 @@ export class Participant {
 
   /** A stream replaced by a format switch still delivers its last finals. */
   private retire(stream: ProviderStream): void {
+    stream.materialise();
     const done = stream.finish(this.ctx.limits.finishTimeoutMs).finally(() => this.previous.delete(done));
     this.previous.add(done);
   }

@@ -7,6 +7,7 @@ import {
 } from '../providers/provider.ts';
 import { backoffMs, withDeadline } from '../util/timers.ts';
 import { SessionBacklog, type HeldAudio } from './backlog.ts';
+import type { PcmReader, PcmSource } from './decode-history.ts';
 import type { SessionContext } from './ports.ts';
 import type { StreamUsage } from './usage.ts';
 import { Timeline } from './timeline.ts';
@@ -67,11 +68,29 @@ export interface Queued {
   arrival: number;
 }
 
+interface SentAt {
+  durationMs: number;
+  arrival: number;
+  serial: number;
+  /** Where it ended on its connection. */
+  endMs: number;
+}
+
 /**
- * What was sent on a connection since the last final: audio (with where it ended on its
- * connection), or the point where the utterance was flushed.
+ * Decoded PCM kept as where to rebuild it (decode-history.ts): samples `[start, end)` of
+ * `source`, a twelfth of the bytes' size while it waits for its final.
  */
-type Unfinalised = (Queued & { serial: number; endMs: number }) | { flush: true; serial: number; endMs: number };
+interface Span {
+  source: PcmSource;
+  start: number;
+  end: number;
+}
+
+/**
+ * What was sent on a connection since the last final: audio (its bytes, or the span of
+ * decoded PCM it was), or the point where the utterance was flushed.
+ */
+type Unfinalised = (SentAt & { audio: Uint8Array }) | (SentAt & Span) | { flush: true; serial: number; endMs: number };
 
 /** Reconnect backoff bounds, and how long a connection must live to count as healthy. */
 const MIN_BACKOFF_MS = 500;
@@ -128,6 +147,10 @@ export class ProviderStream implements HeldAudio {
   private batchBytes = 0;
   private batchMs = 0;
   private batchArrival = 0;
+  /** The batch is samples `[batchStart, batchEnd)` of `batchSource`, contiguous (otherwise undefined: kept as bytes). */
+  private batchSource: PcmSource | undefined;
+  private batchStart = 0;
+  private batchEnd = 0;
   /** Bytes of one batch (0: no batching). */
   private readonly batchCapacity: number;
 
@@ -157,17 +180,22 @@ export class ProviderStream implements HeldAudio {
     this.o.usage?.received(durationMs);
   }
 
-  push(audio: Uint8Array, durationMs: number, arrival: number): void {
+  /**
+   * `source` and `position`: decoded PCM, samples `[position, position + samples)` of a decode
+   * history, which the replay buffer then keeps instead of the bytes. The queue during an
+   * outage keeps bytes regardless (bounded by the session's buffer).
+   */
+  push(audio: Uint8Array, durationMs: number, arrival: number, source?: PcmSource, position?: number): void {
     if (this.closed || this.finishing) return;
     const link = this.link;
     if (link?.conn) {
       if (this.dueForRotation(link, arrival)) {
         this.rotate();
       } else if (this.batchCapacity > 0 && durationMs > 0) {
-        this.addToBatch(link, audio, durationMs, arrival);
+        this.addToBatch(link, audio, durationMs, arrival, source, position);
         return;
       } else {
-        this.sendNow(link, audio, durationMs, arrival);
+        this.sendNow(link, audio, durationMs, arrival, false, source, position);
         return;
       }
     }
@@ -179,16 +207,23 @@ export class ProviderStream implements HeldAudio {
     else this.retryTimer = this.ctx.timers.setTimeout(() => this.retryNow(), wait);
   }
 
-  private addToBatch(link: Link, audio: Uint8Array, durationMs: number, arrival: number): void {
+  private addToBatch(link: Link, audio: Uint8Array, durationMs: number, arrival: number, source: PcmSource | undefined, position: number | undefined): void {
     if (this.batchBytes + audio.byteLength > this.batchCapacity) this.sendBatch();
     if (audio.byteLength >= this.batchCapacity) {
-      this.sendNow(link, audio, durationMs, arrival);
+      this.sendNow(link, audio, durationMs, arrival, false, source, position);
       return;
     }
+    const samples = audio.byteLength / 2;
     if (!this.batch) {
       this.batch = new Uint8Array(this.batchCapacity);
       this.batchArrival = arrival;
+      this.batchSource = position === undefined ? undefined : source;
+      this.batchStart = this.batchEnd = position ?? 0;
+    } else if (this.batchSource && (source !== this.batchSource || position !== this.batchEnd)) {
+      // Not one contiguous span (input switched mid-batch): its bytes are kept instead.
+      this.batchSource = undefined;
     }
+    this.batchEnd += samples;
     this.batch.set(audio, this.batchBytes);
     this.batchBytes += audio.byteLength;
     this.batchMs += durationMs;
@@ -207,9 +242,11 @@ export class ProviderStream implements HeldAudio {
     this.batch = undefined;
     this.batchBytes = 0;
     this.batchMs = 0;
+    const source = this.batchSource;
+    this.batchSource = undefined;
     const audio = bytes === batch.byteLength ? batch : batch.subarray(0, bytes);
     const link = this.link;
-    if (link?.conn && !this.closed) this.sendNow(link, audio, ms, this.batchArrival, true);
+    if (link?.conn && !this.closed) this.sendNow(link, audio, ms, this.batchArrival, true, source, this.batchStart);
     else if (!this.closed) this.enqueue(audio, ms, this.batchArrival);
   }
 
@@ -291,11 +328,63 @@ export class ProviderStream implements HeldAudio {
    */
   handOver(): (Queued | undefined)[] {
     this.sendBatch();
-    const pending: (Queued | undefined)[] = this.unfinalised.map((u) => ('flush' in u ? undefined : u));
+    this.materialise();
+    const pending: (Queued | undefined)[] = this.unfinalised.map((u) => ('audio' in u ? u : undefined));
     pending.push(...this.queue);
     if (this.flushQueued || this.link?.flushOnOpen) pending.push(undefined);
     this.close();
     return pending;
+  }
+
+  /**
+   * The replay buffer's spans become bytes again: the stream is retired (a format switch, a
+   * probe back) while it may still replay in `finish`, and the decode history they point
+   * into goes on with the participant's next stream, which releases what it no longer needs.
+   */
+  materialise(): void {
+    this.sendBatch();
+    if (!this.unfinalised.some((u) => 'source' in u)) return;
+    const readers = new Map<PcmSource, PcmReader>();
+    try {
+      const kept: Unfinalised[] = [];
+      for (const u of this.unfinalised) {
+        if (!('source' in u)) {
+          kept.push(u);
+          continue;
+        }
+        const audio = this.rebuild(readers, u);
+        if (audio) kept.push({ audio, durationMs: u.durationMs, arrival: u.arrival, serial: u.serial, endMs: u.endMs });
+        else this.unfinalisedMs -= u.durationMs;
+      }
+      this.unfinalised = kept;
+    } finally {
+      for (const reader of readers.values()) reader.close();
+    }
+  }
+
+  /**
+   * The oldest position of `source` the replay buffer (or the batch being gathered) points
+   * at: the decode history may release everything before it.
+   */
+  oldestPosition(source: PcmSource): number | undefined {
+    let oldest = this.batch && this.batchSource === source ? this.batchStart : undefined;
+    for (const u of this.unfinalised) if ('source' in u && u.source === source && !(oldest !== undefined && oldest <= u.start)) oldest = u.start;
+    return oldest;
+  }
+
+  /** A span's PCM, rebuilt; undefined (logged, counted as dropped audio) if it cannot be. */
+  private rebuild(readers: Map<PcmSource, PcmReader>, span: Span & { durationMs: number }): Uint8Array | undefined {
+    let reader = readers.get(span.source);
+    if (!reader) readers.set(span.source, (reader = span.source.reader()));
+    try {
+      const pcm = reader.read(span.start, span.end);
+      return new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength);
+    } catch (error) {
+      const provider = this.o.provider.name;
+      this.ctx.metrics.audioDroppedSeconds.inc({ provider }, span.durationMs / 1000);
+      this.ctx.log.error('audio to replay could not be rebuilt', { provider, ms: Math.round(span.durationMs), error: String(error) });
+      return undefined;
+    }
   }
 
   /** Close now, dropping what is in flight. */
@@ -310,6 +399,7 @@ export class ProviderStream implements HeldAudio {
 
   private drop(): void {
     this.batch = undefined;
+    this.batchSource = undefined;
     this.batchBytes = 0;
     this.batchMs = 0;
     if (this.retryTimer !== undefined) this.ctx.timers.clearTimeout(this.retryTimer);
@@ -326,8 +416,11 @@ export class ProviderStream implements HeldAudio {
     this.unfinalisedMs = 0;
   }
 
-  /** `kept`: the audio is already a copy of its own (queued or replayed), not a view into WASM memory. */
-  private sendNow(link: Link, audio: Uint8Array, durationMs: number, arrival: number, kept = false): void {
+  /**
+   * `kept`: the audio is already a copy of its own (queued or replayed), not a view into WASM
+   * memory. `source`: it is samples from `position` on of that decode history, kept as such.
+   */
+  private sendNow(link: Link, audio: Uint8Array, durationMs: number, arrival: number, kept = false, source?: PcmSource, position?: number): void {
     link.utteranceStart ??= arrival;
     link.timeline.record(durationMs, arrival);
     link.sentMs += durationMs;
@@ -335,7 +428,11 @@ export class ProviderStream implements HeldAudio {
     this.o.usage?.sent(durationMs);
     const limit = this.ctx.limits.providerReplayMs;
     if (limit <= 0 || durationMs <= 0) return;
-    this.unfinalised.push({ audio: kept ? audio : audio.slice(), durationMs, arrival, serial: link.serial, endMs: link.sentMs });
+    this.unfinalised.push(
+      source && position !== undefined
+        ? { source, start: position, end: position + audio.byteLength / 2, durationMs, arrival, serial: link.serial, endMs: link.sentMs }
+        : { audio: kept ? audio : audio.slice(), durationMs, arrival, serial: link.serial, endMs: link.sentMs },
+    );
     this.unfinalisedMs += durationMs;
     // A final long overdue (a monologue the provider never ends): the oldest audio can no longer be replayed.
     while (this.unfinalisedMs > limit) {
@@ -362,9 +459,10 @@ export class ProviderStream implements HeldAudio {
     const format = this.o.format;
     if (endMs === undefined || !head || 'flush' in head || head.serial !== link.serial || format.kind !== 'pcm16') return;
     const bytes = 2 * Math.round(((endMs - (head.endMs - head.durationMs)) * format.sampleRate) / 1000);
-    if (bytes <= 0 || bytes >= head.audio.byteLength) return;
+    if (bytes <= 0 || bytes >= ('audio' in head ? head.audio.byteLength : 2 * (head.end - head.start))) return;
     const ms = (bytes / 2 / format.sampleRate) * 1000;
-    this.unfinalised[0] = { ...head, audio: head.audio.subarray(bytes), durationMs: head.durationMs - ms, arrival: head.arrival + ms };
+    const trimmed = { durationMs: head.durationMs - ms, arrival: head.arrival + ms, serial: head.serial, endMs: head.endMs };
+    this.unfinalised[0] = 'audio' in head ? { ...trimmed, audio: head.audio.subarray(bytes) } : { ...trimmed, source: head.source, start: head.start + bytes / 2, end: head.end };
     this.unfinalisedMs -= ms;
   }
 
@@ -375,14 +473,25 @@ export class ProviderStream implements HeldAudio {
     this.unfinalised = [];
     this.unfinalisedMs = 0;
     let ms = 0;
-    for (const u of pending) {
-      if ('flush' in u) {
-        link.conn!.flush();
-        this.unfinalised.push({ flush: true, serial: link.serial, endMs: link.sentMs });
-      } else {
-        this.sendNow(link, u.audio, u.durationMs, u.arrival, true);
-        ms += u.durationMs;
+    const readers = new Map<PcmSource, PcmReader>();
+    try {
+      for (const u of pending) {
+        if ('flush' in u) {
+          link.conn!.flush();
+          this.unfinalised.push({ flush: true, serial: link.serial, endMs: link.sentMs });
+        } else if ('audio' in u) {
+          this.sendNow(link, u.audio, u.durationMs, u.arrival, true);
+          ms += u.durationMs;
+        } else {
+          // Rebuilt to send, kept as the span it is.
+          const audio = this.rebuild(readers, u);
+          if (!audio) continue;
+          this.sendNow(link, audio, u.durationMs, u.arrival, true, u.source, u.start);
+          ms += u.durationMs;
+        }
       }
+    } finally {
+      for (const reader of readers.values()) reader.close();
     }
     this.ctx.metrics.replayedSeconds.inc({ provider: this.o.provider.name, reason: this.reopenReason }, ms / 1000);
     this.ctx.log.info('replaying audio the lost connection had not finalised', { provider: this.o.provider.name, ms, reason: this.reopenReason });

@@ -24,8 +24,11 @@ const NOISE_MARGIN_DB = 10;
 const NOISE_RISE_DB_PER_S = 1;
 
 export interface GateOutput {
-  /** Audio to send; `pcm` is only valid during the call. */
-  voice(pcm: Int16Array, arrival: number): void;
+  /**
+   * Audio to send; `pcm` is only valid during the call. `position`: its first sample's, as
+   * given to `push` (the pre-roll goes later than it came), when known for all of it.
+   */
+  voice(pcm: Int16Array, arrival: number, position?: number): void;
   /** The hang-over ran out: the utterance's audio has all been passed on. */
   ended(): void;
 }
@@ -35,6 +38,8 @@ export class SilenceGate {
   private readonly ring: Int16Array;
   private ringAt = 0;
   private ringFilled = 0;
+  /** Position just after the ring's newest sample; undefined when the ring's positions are not one contiguous run. */
+  private ringEnd: number | undefined;
   private open = false;
   /** Audio (ms) since the last voiced frame, while open. */
   private quietMs = 0;
@@ -47,6 +52,11 @@ export class SilenceGate {
   ) {
     this.ring = new Int16Array(Math.round((s.preRollMs * sampleRate) / 1000));
     this.noiseDb = s.thresholdDb - NOISE_MARGIN_DB;
+  }
+
+  /** The most the pre-roll holds: positions older than the newest this many are never sent later. */
+  get preRollSamples(): number {
+    return this.ring.length;
   }
 
   /** Whether audio is passing (voice, or its hang-over). */
@@ -68,8 +78,8 @@ export class SilenceGate {
     this.quiet(durationMs);
   }
 
-  /** One decoded frame (any length). */
-  push(pcm: Int16Array, arrival: number): void {
+  /** One decoded frame (any length); `position`, its first sample's (see `voice`). */
+  push(pcm: Int16Array, arrival: number, position?: number): void {
     const durationMs = (pcm.length * 1000) / this.sampleRate;
     const db = levelDb(pcm);
     const voiced = db > Math.max(this.s.thresholdDb, this.noiseDb + NOISE_MARGIN_DB);
@@ -80,15 +90,15 @@ export class SilenceGate {
         this.releasePreRoll(arrival);
       }
       this.quietMs = 0;
-      this.out.voice(pcm, arrival);
+      this.out.voice(pcm, arrival, position);
       return;
     }
     if (this.open) {
-      this.out.voice(pcm, arrival);
+      this.out.voice(pcm, arrival, position);
       this.quiet(durationMs);
       return;
     }
-    this.keep(pcm);
+    this.keep(pcm, position);
   }
 
   private quiet(durationMs: number): void {
@@ -105,9 +115,11 @@ export class SilenceGate {
     else this.noiseDb = Math.min(db, this.noiseDb + (NOISE_RISE_DB_PER_S * durationMs) / 1000);
   }
 
-  private keep(pcm: Int16Array): void {
+  private keep(pcm: Int16Array, position: number | undefined): void {
     const ring = this.ring;
     if (ring.length === 0) return;
+    const contiguous = position !== undefined && (this.ringFilled === 0 || this.ringEnd === position);
+    this.ringEnd = contiguous ? position + pcm.length : undefined;
     let from = pcm.length > ring.length ? pcm.length - ring.length : 0;
     while (from < pcm.length) {
       const n = Math.min(pcm.length - from, ring.length - this.ringAt);
@@ -125,8 +137,9 @@ export class SilenceGate {
     if (filled === 0) return;
     const start = (this.ringAt - filled + this.ring.length) % this.ring.length;
     const first = Math.min(filled, this.ring.length - start);
-    this.out.voice(this.ring.subarray(start, start + first), arrival);
-    if (filled > first) this.out.voice(this.ring.subarray(0, filled - first), arrival);
+    const position = this.ringEnd === undefined ? undefined : this.ringEnd - filled;
+    this.out.voice(this.ring.subarray(start, start + first), arrival, position);
+    if (filled > first) this.out.voice(this.ring.subarray(0, filled - first), arrival, position === undefined ? undefined : position + first);
   }
 }
 

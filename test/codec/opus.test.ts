@@ -434,3 +434,70 @@ describe('packet loss: concealment and in-band FEC', () => {
     expect(snrDb(nativeDecode(ops, 48000, 'float').pcm, ours.pcm)).toBeGreaterThanOrEqual(100);
   });
 });
+
+describe('decoder state snapshots (saveState / restoreState)', () => {
+  /** Int16 output of `ops` on `decoder`, concatenated: decode, conceal (null) or recover ([next]). */
+  function run(decoder: OpusDecoder, ops: readonly (Uint8Array | null | [Uint8Array])[]): Int16Array {
+    const out: number[] = [];
+    const frame = decoder.sampleRate / 50;
+    for (const op of ops) {
+      const pcm = op === null ? decoder.conceal(frame) : Array.isArray(op) ? decoder.recover(op[0], frame) : decoder.decodeInt16(op);
+      out.push(...pcm);
+    }
+    return Int16Array.from(out);
+  }
+
+  for (const rate of [24000, 16000, 48000] as const) {
+    for (const speaker of ['A', 'B'] as const) {
+      it(`restored into another decoder at ${rate} Hz, the next calls give the same PCM byte for byte (speaker ${speaker})`, () => {
+        const packets = speaker === 'A' ? packetsA : packetsB;
+        const live = codec.createDecoder(rate);
+        const other = codec.createDecoder(rate);
+        try {
+          run(live, packets.slice(0, 120));
+          const saved = live.saveState();
+          // Losses after the snapshot too: concealment and FEC read the state the most.
+          const ops = packets.slice(120, 220).map((packet, i) => (i % 9 === 4 ? null : i % 9 === 7 ? [packets[120 + i + 1]!] as [Uint8Array] : packet));
+          const a = run(live, ops);
+          // The other decoder is somewhere else entirely before the restore.
+          run(other, packets.slice(300, 340));
+          other.restoreState(saved);
+          const b = run(other, ops);
+          expect(a.length).toBe((rate / 50) * 100);
+          expectIdentical(b, a);
+          // And the copy is a copy: the live decoder moved on, the saved bytes did not.
+          expect(Buffer.from(live.saveState()).equals(Buffer.from(saved))).toBe(false);
+        } finally {
+          live.close();
+          other.close();
+        }
+      });
+    }
+  }
+
+  it('a state saved at another rate, or not a state at all, is refused and changes nothing', () => {
+    const at16 = codec.createDecoder(16000);
+    const at24 = codec.createDecoder(24000);
+    const reference = codec.createDecoder(24000);
+    try {
+      run(at16, packetsA.slice(0, 50));
+      run(at24, packetsA.slice(0, 50));
+      run(reference, packetsA.slice(0, 50));
+      expect(() => at24.restoreState(at16.saveState())).toThrow(/16000 Hz cannot be restored at 24000 Hz/);
+      expect(() => at24.restoreState(new Uint8Array(100))).toThrow(RangeError);
+      expect(() => at24.restoreState(at24.saveState().subarray(1))).toThrow(RangeError);
+      expectIdentical(run(at24, packetsA.slice(50, 80)), run(reference, packetsA.slice(50, 80)));
+    } finally {
+      at16.close();
+      at24.close();
+      reference.close();
+    }
+    expect(() => at16.saveState()).toThrow(OpusError);
+  });
+
+  it('a saved state is the rate and libopus\'s decoder bytes', () => {
+    const decoder = codec.createDecoder(24000);
+    expect(decoder.saveState().byteLength).toBe(4 + codec.decoderStateBytes);
+    decoder.close();
+  });
+});

@@ -19,6 +19,10 @@ import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { ManualClock, settle } from '../helpers/clock.ts';
 import type { LogLine } from '../helpers/provider-server.ts';
 import { RecordingConnector } from '../helpers/recording-connector.ts';
+import { OpusCodec } from '../../src/codec/opus.ts';
+import { loadOpusModule } from '../../src/runtime/node/wasm.ts';
+import { DecodeHistory } from '../../src/session/decode-history.ts';
+import { packetsByTag, readCapture } from '../helpers/fixtures.ts';
 
 /** 20 ms of PCM16 at 24 kHz, the format OpenAI is sent. */
 const FRAME_SAMPLES = 480;
@@ -41,7 +45,7 @@ afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
-async function setup(options: { queueLimitMs?: number; finishTimeoutMs?: number; bufferBytes?: number; flow?: ClientFlow } = {}) {
+async function setup(options: { queueLimitMs?: number; finishTimeoutMs?: number; bufferBytes?: number; flow?: ClientFlow; batchMs?: number } = {}) {
   const clock = new ManualClock();
   const fake = await FakeOpenAI.start();
   const connector = new RecordingConnector(clock);
@@ -66,6 +70,7 @@ async function setup(options: { queueLimitMs?: number; finishTimeoutMs?: number;
       maxSessionBufferBytes: options.bufferBytes ?? 64 << 20,
       providerReplayMs: 30_000,
       finishTimeoutMs: options.finishTimeoutMs ?? 5_000,
+      pcmBatchMs: options.batchMs,
     },
     newId: () => `m-${++ids}`,
   };
@@ -259,5 +264,61 @@ describe('ProviderStream backpressure', () => {
     s.push(markedFrame(201));
     expect(s.metrics.queueDropped.get({ provider: 'openai' })).toBe(1);
     expect(calls).toEqual(['pause', 'resume']);
+  });
+});
+
+describe('ProviderStream replay from a decode history (issue 21)', () => {
+  /** The capture's second speaker decoded at 24 kHz through a history, frame by frame. */
+  async function decoded(frames: number) {
+    const codec = await OpusCodec.instantiate(await loadOpusModule());
+    const decoder = codec.createDecoder(24_000);
+    const history = new DecodeHistory(codec, decoder, { snapshotEverySamples: 24_000 });
+    const packets = [...packetsByTag(readCapture()).values()][1]!.slice(0, frames);
+    const pcm = packets.map((packet) => history.decode(decoder, packet).slice());
+    decoder.close();
+    const all = new Int16Array(pcm.length * FRAME_SAMPLES);
+    pcm.forEach((frame, i) => all.set(frame, i * FRAME_SAMPLES));
+    return { codec, history, pcm, all };
+  }
+
+  const bytes = (pcm: Int16Array) => Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength);
+
+  it('a lost connection: the next one gets the rebuilt audio byte for byte, in the same 100 ms appends', async () => {
+    const s = await setup({ batchMs: 100 });
+    const d = await decoded(150);
+    const push = (i: number) => s.stream.push(new Uint8Array(d.pcm[i]!.buffer), FRAME_MS, s.clock.now(), d.history, i * FRAME_SAMPLES);
+    // The first frame waits for the connection (bytes in the queue); the rest go as they come.
+    push(0);
+    await s.fake.waitFor(() => s.fake.connections[0]?.appends === 1, 'the first frame');
+    for (let i = 1; i < 101; i++) push(i);
+    await s.fake.waitFor(() => s.fake.connections[0]!.appends === 21, 'two seconds on the first connection');
+    // Replay keeps positions, not PCM: the buffer points into the history from the second frame on.
+    expect(s.stream.oldestPosition(d.history)).toBe(FRAME_SAMPLES);
+    s.fake.connections[0]!.close(1011, 'server_error');
+    await s.fake.waitFor(() => s.logs.some((l) => l.msg === 'provider connection lost'), 'the loss noticed');
+    s.clock.advance(500);
+    await s.fake.waitFor(() => s.fake.connections[1]?.appends === 21, 'the replay');
+    for (let i = 101; i < 150; i++) push(i);
+    s.stream.sendBatch();
+    await s.fake.waitFor(() => s.fake.connections[1]!.appends === 31, 'the rest');
+    const second = s.fake.connections[1]!;
+    expect(bytes(second.pcm()).equals(bytes(d.all))).toBe(true);
+    expect(s.logs.find((l) => l.msg === 'replaying audio the lost connection had not finalised')).toMatchObject({ ms: 2020 });
+    expect(d.codec.liveDecoders).toBe(0);
+  });
+
+  it('handOver and materialise give the rebuilt bytes; after them nothing points into the history', async () => {
+    const s = await setup({ batchMs: 100 });
+    const d = await decoded(60);
+    const push = (i: number) => s.stream.push(new Uint8Array(d.pcm[i]!.buffer), FRAME_MS, s.clock.now(), d.history, i * FRAME_SAMPLES);
+    push(0);
+    await s.fake.waitFor(() => s.fake.connections[0]?.appends === 1, 'the first frame');
+    for (let i = 1; i < 60; i++) push(i);
+    s.stream.materialise();
+    expect(s.stream.oldestPosition(d.history)).toBeUndefined();
+    const pending = s.stream.handOver();
+    const handed = Buffer.concat(pending.map((q) => Buffer.from(q!.audio)));
+    expect(handed.equals(bytes(d.all))).toBe(true);
+    expect(d.codec.liveDecoders).toBe(0);
   });
 });
