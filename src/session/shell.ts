@@ -2,10 +2,17 @@ import { worthLogging, type Logger } from '../log.ts';
 import { errorMessage, pong, type DecodeErrorCode, type InfoMessage, type InputErrorCode, type TranscriptionResult } from '../protocol/outbound.ts';
 import type { TranscribeParams } from '../protocol/query.ts';
 import { sentToClient } from '../sinks/client.ts';
+import { systemTimers, type Timers } from '../util/timers.ts';
 import type { ClientSocket, InfoBase, SessionContext, TranscriptSink } from './ports.ts';
 
 /** Finals kept for a client that went away and may come back (docs/PROTOCOL.md §4.9); beyond, the oldest go. */
 export const HELD_FINALS_LIMIT = 1_000;
+/**
+ * Finals sent this long before the proxy noticed its client's socket gone may have died in
+ * the socket with it (sent, never received): a resumed session sends them again, with the
+ * same `message_id`, for the client to drop the ones it has.
+ */
+export const RESEND_WINDOW_MS = 5_000;
 
 /**
  * What every session engine does the same way for its client, whether it transcribes here
@@ -15,7 +22,9 @@ export const HELD_FINALS_LIMIT = 1_000;
  *
  * The client socket may go away and another take its place (`detach`, `attach`: a session
  * resumed by a client that reconnects with its sessionId): meanwhile finals are held, in
- * order, for the next socket, and everything else for the client is dropped.
+ * order, for the next socket, and everything else for the client is dropped. The finals
+ * sent in the last RESEND_WINDOW_MS before the drop was noticed go again first: a socket
+ * that is gone without a close swallows what was written to it last.
  */
 export class SessionShell {
   readonly log: Logger;
@@ -26,7 +35,10 @@ export class SessionShell {
   private current: TranscribeParams;
   private client: ClientSocket | undefined;
   private readonly held: TranscriptionResult[] = [];
+  /** Finals sent to the client within RESEND_WINDOW_MS, oldest first. */
+  private readonly recent: { at: number; result: TranscriptionResult }[] = [];
   private heldDropped = 0;
+  private readonly timers: Timers;
   private sinkOpen = true;
   /** The proxy closed the client socket itself (a policy close, shutdown): not to be resumed. */
   private closedByServer = false;
@@ -34,8 +46,9 @@ export class SessionShell {
   constructor(
     params: TranscribeParams,
     client: ClientSocket,
-    private readonly ctx: Pick<SessionContext, 'log' | 'metrics'>,
+    private readonly ctx: Pick<SessionContext, 'log' | 'metrics'> & { timers?: Timers },
   ) {
+    this.timers = ctx.timers ?? systemTimers;
     this.current = params;
     this.client = client;
     this.log = ctx.log.child({ session: params.sessionId ?? null });
@@ -66,9 +79,18 @@ export class SessionShell {
     return !this.closedByServer && !this.done;
   }
 
-  /** The client socket has gone: finals are held for the next one, the rest is dropped. */
+  /**
+   * The client socket has gone: finals are held for the next one, the rest is dropped. Those
+   * sent just before are held too, first: they may have gone down with the socket.
+   */
   detach(): void {
     this.client = undefined;
+    this.forgetBefore(this.timers.now() - RESEND_WINDOW_MS);
+    const resend = this.recent.splice(0).map((r) => r.result);
+    if (resend.length) {
+      this.held.unshift(...resend);
+      this.log.info('finals sent just before the drop will be sent again', { finals: resend.length, windowMs: RESEND_WINDOW_MS });
+    }
   }
 
   /** A new socket for this session; its own flags apply from now on. `info` sends what was held. */
@@ -108,7 +130,13 @@ export class SessionShell {
   private deliver(result: TranscriptionResult): void {
     if (!this.sinkOpen) return;
     if (this.client) {
-      if (sentToClient(this.current, result.is_interim)) this.client.send(JSON.stringify(result));
+      if (!sentToClient(this.current, result.is_interim)) return;
+      this.client.send(JSON.stringify(result));
+      if (!result.is_interim) {
+        const now = this.timers.now();
+        this.forgetBefore(now - RESEND_WINDOW_MS);
+        this.recent.push({ at: now, result });
+      }
       return;
     }
     // Detached: what the next socket may want, decided by its flags when it comes.
@@ -118,6 +146,10 @@ export class SessionShell {
       this.held.shift();
       this.heldDropped++;
     }
+  }
+
+  private forgetBefore(cutoff: number): void {
+    while (this.recent.length && (this.recent[0]!.at < cutoff || this.recent.length > HELD_FINALS_LIMIT)) this.recent.shift();
   }
 
   /**

@@ -18,13 +18,14 @@ function block(ms: number): void {
 }
 
 /**
- * Keeps the event loop busy for `ms`, as media would: 300 ms turns, with only a timer's turn
- * between them, so every look of the lag probe (one per 100 ms) comes late.
+ * Keeps the event loop busy for `ms` in turns of `turnMs`, with only a timer's turn between
+ * them: 300 ms turns make every look of the lag probe (one per 100 ms) late, as media
+ * saturating the loop would; 90 ms turns keep it ~90 % busy without falling behind.
  */
-async function saturate(ms: number): Promise<void> {
+async function busyFor(ms: number, turnMs: number): Promise<void> {
   const until = performance.now() + ms;
   while (performance.now() < until) {
-    block(300);
+    block(turnMs);
     await new Promise((r) => setTimeout(r, 0));
   }
 }
@@ -49,7 +50,7 @@ describe('a saturated event loop', () => {
 
     // Every look ~200 ms late or more, for longer than the probe's half-second window: far over
     // the 100 ms limit (generous, so that a slow machine's own lag does not decide).
-    await saturate(1_000);
+    await busyFor(1_000, 300);
     const refused = await proxy.connect({ sessionId: 'late' }).then(
       () => undefined,
       (e: { status?: number; body?: string }) => e,
@@ -58,7 +59,7 @@ describe('a saturated event loop', () => {
     expect(refused?.body).toMatch(/^server saturated: its event loop lags \d+ ms, over 100/);
     expect(metricValue(await proxy.metrics(), 'transcriber_refused_total', { reason: 'saturated' })).toBe(1);
 
-    await saturate(1_000);
+    await busyFor(1_000, 300);
     const health = await fetch(proxy.url('/health'));
     expect(health.status).toBe(200);
     const body = (await health.json()) as { status: string; eventLoopLagMs: number };
@@ -74,18 +75,6 @@ describe('a saturated event loop', () => {
   });
 });
 
-/**
- * Keeps the event loop ~90 % busy for `ms` without letting it fall behind: 90 ms turns, a
- * timer's turn between them, so the lag probe (one look per 100 ms) is never later than that.
- */
-async function keepBusy(ms: number): Promise<void> {
-  const until = performance.now() + ms;
-  while (performance.now() < until) {
-    block(90);
-    await new Promise((r) => setTimeout(r, 0));
-  }
-}
-
 describe('a busy event loop (MAX_EVENT_LOOP_UTILIZATION, before it falls behind)', () => {
   let proxy: Proxy;
   beforeAll(async () => {
@@ -100,7 +89,7 @@ describe('a busy event loop (MAX_EVENT_LOOP_UTILIZATION, before it falls behind)
     const metrics = await proxy.metrics();
     expect(metricValue(metrics, 'transcriber_event_loop_utilization_limit')).toBe(0.75);
 
-    await keepBusy(1_000);
+    await busyFor(1_000, 90);
     const refused = await proxy.connect({ sessionId: 'busy-late' }).then(
       () => undefined,
       (e: { status?: number; body?: string }) => e,
@@ -111,7 +100,7 @@ describe('a busy event loop (MAX_EVENT_LOOP_UTILIZATION, before it falls behind)
     // A participant joining the live session while the loop is busy: its stream alone is refused.
     const packet = Buffer.from(packetsByTag().get(TAG_B)![0]!).toString('base64');
     const media = (chunk: number) => ({ event: 'media', media: { tag: TAG_B, chunk, timestamp: chunk * 960, payload: packet } });
-    await keepBusy(1_000);
+    await busyFor(1_000, 90);
     live.send({ event: 'start', start: { tag: TAG_B, mediaFormat: { encoding: 'opus', sampleRate: 48000, channels: 2 } } });
     live.send(media(1));
     await live.waitFor(() => live.messages.some((m) => m.event === 'error' && m.code === 'server_saturated'), 'the stream refused');

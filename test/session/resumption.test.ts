@@ -10,7 +10,7 @@ import type { TranscriptionResult } from '../../src/protocol/outbound.ts';
 import type { TranscribeParams } from '../../src/protocol/query.ts';
 import type { ClientSocket } from '../../src/session/ports.ts';
 import { DetachedSessions, resumeMismatch } from '../../src/session/resumption.ts';
-import { HELD_FINALS_LIMIT, SessionShell } from '../../src/session/shell.ts';
+import { HELD_FINALS_LIMIT, RESEND_WINDOW_MS, SessionShell } from '../../src/session/shell.ts';
 import { ManualClock } from '../helpers/clock.ts';
 
 const params = (over: Partial<TranscribeParams> = {}): TranscribeParams => ({
@@ -184,5 +184,29 @@ describe('SessionShell while its client is away', () => {
     const ended = new SessionShell(params(), socket().client, { log, metrics: createMetrics() });
     ended.closed({});
     expect(ended.resumable).toBe(false);
+  });
+  it(`sends again, first and with the same message_id, the finals it sent in the last ${RESEND_WINDOW_MS} ms before the drop (they may have died with the socket), not older ones or interims`, () => {
+    const { log, lines } = logger();
+    const clock = new ManualClock();
+    const first = socket();
+    const shell = new SessionShell(params({ sendBackInterim: true }), first.client, { log, metrics: createMetrics(), timers: clock });
+    const old = result(false);
+    shell.clientSink.deliver(old);
+    clock.advance(RESEND_WINDOW_MS + 1);
+    const recent = [result(false), result(false)];
+    shell.clientSink.deliver(recent[0]!);
+    shell.clientSink.deliver(result(true));
+    clock.advance(RESEND_WINDOW_MS - 1);
+    shell.clientSink.deliver(recent[1]!);
+    clock.advance(1);
+    shell.detach();
+    const whileAway = result(false);
+    shell.clientSink.deliver(whileAway);
+    const next = socket();
+    shell.attach(params(), next.client);
+    shell.info(base);
+    expect(first.sent.filter((m) => m.is_interim === false)).toEqual([old, ...recent]);
+    expect(next.sent.slice(1)).toEqual([...recent, whileAway]);
+    expect(lines).toContainEqual(expect.objectContaining({ msg: 'finals sent just before the drop will be sent again', finals: 2 }));
   });
 });
