@@ -65,11 +65,11 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
   const saturated = (): string | undefined => {
     const busy = lag.sustainedUtilization;
     if (maxBusy && busy >= maxBusy) {
-      return `server saturated: its event loop is ${Math.round(busy * 100)} % busy, at or over ${Math.round(maxBusy * 100)} % (MAX_EVENT_LOOP_UTILIZATION); try again later or another instance`;
+      return `server saturated: its event loop is ${Math.round(busy * 100)} % busy, at or over ${Math.round(maxBusy * 100)} % (MAX_EVENT_LOOP_UTILIZATION)`;
     }
     const behind = lag.sustainedMs;
     if (maxLagMs && behind > maxLagMs) {
-      return `server saturated: its event loop lags ${Math.round(behind)} ms, over ${maxLagMs} (MAX_EVENT_LOOP_LAG_MS); try again later or another instance`;
+      return `server saturated: its event loop lags ${Math.round(behind)} ms, over ${maxLagMs} (MAX_EVENT_LOOP_LAG_MS)`;
     }
     return undefined;
   };
@@ -127,8 +127,8 @@ export function localSessions(deps: LocalSessionsDeps): SessionFactory & Require
       if (max && deps.metrics.state.sessions >= max) {
         return { reason: 'max_sessions', message: `session limit of ${max} reached on this server (MAX_SESSIONS); try again later or another instance` };
       }
-      const message = saturated();
-      return message ? { reason: 'saturated', message } : undefined;
+      const why = saturated();
+      return why ? { reason: 'saturated', message: `${why}; try again later or another instance` } : undefined;
     },
     async prepare() {
       const loaded = await deps.codec();

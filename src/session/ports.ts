@@ -154,7 +154,7 @@ export interface SessionContext {
    */
   readonly backlog?: SessionBacklog;
   /**
-   * Why no new work may start now (the process is saturated: one line naming the setting), or
+   * Why no new work may start now (the process is saturated: a clause naming the setting), or
    * undefined while it may: a new participant's stream is refused then, as a new session is.
    */
   saturated?(): string | undefined;

@@ -227,7 +227,7 @@ export class Session implements SessionHandle {
     // New work on a saturated process would slow every stream it already runs.
     const saturated = this.ctx.saturated?.();
     if (saturated) {
-      this.refuseStream(tag, input, 'saturated', 'server_saturated', `${saturated.replace('; try again later or another instance', '')}; this stream's audio is refused until the load falls`);
+      this.refuseStream(tag, input, 'saturated', 'server_saturated', `${saturated}; this stream's audio is refused until the load falls`);
       return undefined;
     }
     this.waiting.delete(tag);
