@@ -30,6 +30,28 @@ async function busyFor(ms: number, turnMs: number): Promise<void> {
   }
 }
 
+/**
+ * `busyFor`, then `then()` while the loop stays that busy until it settles: the probe's
+ * window must not see an idle loop while the request is on its way (on a slow machine that
+ * takes more than one look).
+ */
+async function whileBusy<T>(ms: number, turnMs: number, then: () => Promise<T>): Promise<T> {
+  await busyFor(ms, turnMs);
+  let settled = false;
+  const result = then().finally(() => (settled = true));
+  while (!settled) {
+    block(turnMs);
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  return result;
+}
+
+const refusal = (attempt: Promise<unknown>) =>
+  attempt.then(
+    () => undefined,
+    (e: { status?: number; body?: string }) => e,
+  );
+
 describe('a saturated event loop', () => {
   let proxy: Proxy;
   beforeAll(async () => {
@@ -50,17 +72,12 @@ describe('a saturated event loop', () => {
 
     // Every look ~200 ms late or more, for longer than the probe's half-second window: far over
     // the 100 ms limit (generous, so that a slow machine's own lag does not decide).
-    await busyFor(1_000, 300);
-    const refused = await proxy.connect({ sessionId: 'late' }).then(
-      () => undefined,
-      (e: { status?: number; body?: string }) => e,
-    );
+    const refused = await whileBusy(1_000, 300, () => refusal(proxy.connect({ sessionId: 'late' })));
     expect(refused).toMatchObject({ status: 503, body: expect.stringContaining('MAX_EVENT_LOOP_LAG_MS') });
     expect(refused?.body).toMatch(/^server saturated: its event loop lags \d+ ms, over 100/);
     expect(metricValue(await proxy.metrics(), 'transcriber_refused_total', { reason: 'saturated' })).toBe(1);
 
-    await busyFor(1_000, 300);
-    const health = await fetch(proxy.url('/health'));
+    const health = await whileBusy(1_000, 300, () => fetch(proxy.url('/health')));
     expect(health.status).toBe(200);
     const body = (await health.json()) as { status: string; eventLoopLagMs: number };
     expect(body.status).toBe('ok');
@@ -89,21 +106,18 @@ describe('a busy event loop (MAX_EVENT_LOOP_UTILIZATION, before it falls behind)
     const metrics = await proxy.metrics();
     expect(metricValue(metrics, 'transcriber_event_loop_utilization_limit')).toBe(0.75);
 
-    await busyFor(1_000, 90);
-    const refused = await proxy.connect({ sessionId: 'busy-late' }).then(
-      () => undefined,
-      (e: { status?: number; body?: string }) => e,
-    );
+    const refused = await whileBusy(1_000, 90, () => refusal(proxy.connect({ sessionId: 'busy-late' })));
     expect(refused).toMatchObject({ status: 503 });
     expect(refused?.body).toMatch(/^server saturated: its event loop is \d+ % busy, at or over 75 % \(MAX_EVENT_LOOP_UTILIZATION\)/);
 
     // A participant joining the live session while the loop is busy: its stream alone is refused.
     const packet = Buffer.from(packetsByTag().get(TAG_B)![0]!).toString('base64');
     const media = (chunk: number) => ({ event: 'media', media: { tag: TAG_B, chunk, timestamp: chunk * 960, payload: packet } });
-    await busyFor(1_000, 90);
-    live.send({ event: 'start', start: { tag: TAG_B, mediaFormat: { encoding: 'opus', sampleRate: 48000, channels: 2 } } });
-    live.send(media(1));
-    await live.waitFor(() => live.messages.some((m) => m.event === 'error' && m.code === 'server_saturated'), 'the stream refused');
+    await whileBusy(1_000, 90, () => {
+      live.send({ event: 'start', start: { tag: TAG_B, mediaFormat: { encoding: 'opus', sampleRate: 48000, channels: 2 } } });
+      live.send(media(1));
+      return live.waitFor(() => live.messages.some((m) => m.event === 'error' && m.code === 'server_saturated'), 'the stream refused');
+    });
     const error = live.messages.find((m) => m.event === 'error' && m.code === 'server_saturated') as unknown as { message: string; tag: string };
     expect(error.tag).toBe(TAG_B);
     expect(error.message).toMatch(/MAX_EVENT_LOOP_UTILIZATION\); this stream's audio is refused until the load falls$/);
