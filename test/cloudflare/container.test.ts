@@ -88,7 +88,7 @@ describe('the Worker in front of the container', () => {
   it('answers /health itself, with whether a container answers and the names (only) of what it forwards', async () => {
     const { status, body } = await health();
     expect(status).toBe(200);
-    expect(body).toMatchObject({ status: 'ok', runtime: 'workerd', providers: ['openai'] });
+    expect(body).toMatchObject({ status: 'ok', runtime: 'workerd', providers: ['openai', 'local'] });
     expect(body.container).toMatchObject({ instance: '#health', state: 'healthy', answers: true });
     // The container's own /health: the Node server, with the provider the forwarded key enables.
     expect(body.container.health).toMatchObject({ status: 'ok', runtime: 'node', providers: ['openai', 'local'] });
@@ -110,7 +110,7 @@ describe('the Worker in front of the container', () => {
     await expect(TestClient.connect(wsUrl({ useDispatcher: 'true' }))).rejects.toMatchObject({ status: 400 });
     await expect(TestClient.connect(wsUrl({ sendBack: 'true', provider: 'nope' }))).rejects.toMatchObject({
       status: 400,
-      body: 'provider "nope" is unknown; known providers: openai, deepgram, gemini, vosk',
+      body: 'provider "nope" is unknown; known providers: openai, deepgram, gemini, vosk, local',
     });
     await expect(TestClient.connect(wsUrl({ sendBack: 'true' }, '/elsewhere'))).rejects.toMatchObject({ status: 404 });
     const plain = await fetch(new URL('/transcribe', base));
@@ -126,7 +126,7 @@ describe('the Worker in front of the container', () => {
       version: '0.1.0',
       runtime: 'workerd',
       provider: 'openai',
-      providersAvailable: ['openai'],
+      providersAvailable: ['openai', 'local'],
       sessionId: 'cf-a',
     });
     await replayJvb(client, { pace: 'fast' });
@@ -265,6 +265,19 @@ describe('when the container goes away', () => {
     const metrics = await (await fetch(new URL('/metrics', base))).text();
     expect(metrics).toMatch(/transcriber_relay_errors_total\{reason="lost"\} [1-9]/);
     expect(metrics).toMatch(/transcriber_relay_errors_total\{reason="unavailable"\} [1-9]/);
+  });
+});
+
+describe('the Worker in front of containers takes their providers', () => {
+  it('accepts PROVIDERS_PRIORITY naming local, which only the containers run, and forwards it', async () => {
+    const front = await startFront({ fake, tap, bindings: { PROVIDERS_PRIORITY: 'local,openai', LOG_LEVEL: 'error' } });
+    try {
+      const response = await fetch(new URL('/health', front.base));
+      const body = (await response.json()) as { providers: string[] };
+      expect(body.providers).toEqual(['local', 'openai']);
+    } finally {
+      await front.mf.dispose();
+    }
   });
 });
 

@@ -18,7 +18,7 @@ import { Hono } from 'hono';
 import { loadConfig, type Config } from '../../config.ts';
 import { createLogger, type Logger } from '../../log.ts';
 import { createMetrics, type Metrics } from '../../metrics.ts';
-import { PROVIDERS } from '../../providers/registry.ts';
+import { PROVIDERS, SERVER_PROVIDERS } from '../../providers/registry.ts';
 import type { SinkFactory } from '../../session/ports.ts';
 import { BOOLEAN_VALUES, parseBoolean } from '../../util/bool.ts';
 import { systemTimers } from '../../util/timers.ts';
@@ -70,7 +70,8 @@ function build(env: Env): Built {
     vars.MAX_PARTICIPANTS ??= String(IN_WORKER_MAX_PARTICIPANTS);
     vars.MAX_SESSION_BUFFER_MB ??= String(IN_WORKER_MAX_SESSION_BUFFER_MB);
   }
-  const loaded = loadConfig(vars, PROVIDERS);
+  // In front of containers, the providers are the containers' (the Node server's, `local` included).
+  const loaded = loadConfig(vars, inWorker ? PROVIDERS : SERVER_PROVIDERS);
   if (!loaded.ok) errors.push(...loaded.errors);
   if (loaded.ok && loaded.config.useDispatcher && !hasDispatcherBinding(env)) {
     errors.push('USE_DISPATCHER: true, but no DISPATCHER_DO, TRANSCRIPTION_QUEUE or TRANSCRIPTION_DISPATCHER binding exists');
