@@ -32,7 +32,7 @@ function recorder(): { seen: Seen; listener: ConnectionListener } {
     seen,
     listener: {
       transcript: (t) => void seen.transcripts.push(t),
-      error: (e) => void seen.errors.push(e),
+      error: (e) => void (seen.errors = [...seen.errors, e]),
       closed: (e) => void seen.closed.push(e),
       expiring: () => undefined,
     },
@@ -51,15 +51,14 @@ async function open(env: Record<string, string> = {}, language?: string) {
   const { seen, listener } = recorder();
   const conn = await s.provider.connect({ format: { kind: 'pcm16', sampleRate: 24000 }, language, log: createLogger('error') }, listener);
   const server = s.fake.connections.at(-1)!;
-  /** Events as the service sends them; resolves once the provider has read them all. */
+  /** Events as the service sends them; resolves once the provider has read them all (a marker error event after them is). */
+  let markers = 0;
   const say = async (...events: Record<string, unknown>[]) => {
+    const code = `marker_${++markers}`;
     for (const e of events) server.send(e);
-    const marker = `marker-${Math.random()}`;
-    server.send({ type: marker });
-    // An unknown event is ignored; a ping-like round trip: wait until the fake has sent and the socket flushed.
-    await settle();
-    await until(() => server.sent.some((e) => e.type === marker), 'the events sent');
-    await new Promise((r) => setTimeout(r, 20));
+    server.send({ type: 'error', error: { type: 'marker', code, message: 'marker' } });
+    await until(() => seen.errors.some((e) => e.message.includes(code)), 'the events read');
+    seen.errors = seen.errors.filter((e) => !e.message.includes('marker_'));
   };
   return { ...s, seen, conn, server, say };
 }
