@@ -73,6 +73,17 @@ describe('SessionBacklog: the hard bound', () => {
     expect(backlog.heldBytes).toBe(901);
   });
 
+  it('of two queues whose oldest audio arrived at the same instant, drops from the one that queued first', () => {
+    const { backlog, add } = setup(1000);
+    const a = new Queue('a');
+    const b = new Queue('b');
+    add(a, 5, 500);
+    add(b, 5, 500);
+    add(b, 6, 10);
+    expect(a.dropped).toBe(1);
+    expect(b.dropped).toBe(0);
+  });
+
   it('drops as many of the oldest as it takes', () => {
     const { backlog, add } = setup(1000);
     const a = new Queue('a');
@@ -219,6 +230,9 @@ describe('SessionBacklog: backpressure on the client socket', () => {
     expect(backlog.isPaused).toBe(true);
     expect(metrics.clientPauses.get()).toBe(0);
     backlog.hold(a, undefined);
+    expect(backlog.isPaused).toBe(false);
+    backlog.hold(a, clock.now());
+    backlog.close();
     expect(backlog.isPaused).toBe(false);
     expect(lines).toEqual([]);
   });
