@@ -14,6 +14,10 @@ import { FakeDeepgram } from '../fakes/deepgram.ts';
 import { ManualClock, settle } from '../helpers/clock.ts';
 import { until } from '../helpers/wait.ts';
 
+
+/** Events over 127.0.0.1 take milliseconds: a wait that takes seconds is a failure (and fails fast under Stryker). */
+const FAST = 5_000;
+
 let fake: FakeDeepgram | undefined;
 afterEach(async () => {
   await fake?.close();
@@ -57,7 +61,7 @@ async function open(env: Record<string, string> = {}, format: AudioFormat = { ki
     const marker = `marker-${++markers}`;
     for (const m of messages) server.send(m);
     server.send({ type: 'Error', description: marker });
-    await until(() => seen.errors.some((e) => e.message.includes(marker)), 'the messages read');
+    await until(() => seen.errors.some((e) => e.message.includes(marker)), 'the messages read', FAST);
     seen.errors = seen.errors.filter((e) => !e.message.includes('marker-'));
   };
   return { ...s, seen, conn, server, say };
@@ -317,7 +321,7 @@ describe('Deepgram provider: Finalize, keep-alives and finish', () => {
     await say(results({ transcript: 'done words', start: 0, duration: 1, isFinal: true }));
     conn.send(silence(100), 100);
     conn.flush();
-    await f.waitFor(() => server.controls.includes('Finalize'), 'the Finalize');
+    await f.waitFor(() => server.controls.includes('Finalize'), 'the Finalize', FAST);
     expect(server.controls.filter((c) => c === 'Finalize')).toHaveLength(1);
     clock.advance(999);
     expect(seen.transcripts.filter((t) => t.kind === 'final')).toEqual([]);
@@ -330,13 +334,13 @@ describe('Deepgram provider: Finalize, keep-alives and finish', () => {
     await say(results({ transcript: 'first', start: 0, duration: 1, isFinal: true }), results({ transcript: 'sec', start: 1, duration: 0.3, isFinal: false }));
     conn.send(silence(100), 100);
     conn.flush();
-    await f.waitFor(() => server.controls.includes('Finalize'), 'the Finalize');
+    await f.waitFor(() => server.controls.includes('Finalize'), 'the Finalize', FAST);
     clock.advance(1_000);
     expect(seen.transcripts.filter((t) => t.kind === 'final')).toEqual([]);
     await say(results({ transcript: 'second', start: 1, duration: 0.5, isFinal: true, speechFinal: true }), results({ transcript: 'third', start: 2, duration: 0.5, isFinal: true }));
     conn.send(silence(100), 100);
     conn.flush();
-    await f.waitFor(() => server.controls.filter((c) => c === 'Finalize').length === 2, 'the second Finalize');
+    await f.waitFor(() => server.controls.filter((c) => c === 'Finalize').length === 2, 'the second Finalize', FAST);
     await say(results({ transcript: 'third', start: 2, duration: 0.5, isFinal: true, speechFinal: true }), results({ transcript: 'fourth', start: 3, duration: 0.5, isFinal: true }));
     clock.advance(1_000);
     expect(seen.transcripts.filter((t) => t.kind === 'final').map(brief)).toEqual([
@@ -362,15 +366,15 @@ describe('Deepgram provider: Finalize, keep-alives and finish', () => {
     clock.advance(499);
     await settle();
     clock.advance(1);
-    await f.waitFor(() => server.keepAlives === 1, 'the first KeepAlive');
+    await f.waitFor(() => server.keepAlives === 1, 'the first KeepAlive', FAST);
     clock.advance(200);
     conn.send(silence(20), 20);
-    await f.waitFor(() => server.frames.length === 1, 'the audio');
+    await f.waitFor(() => server.frames.length === 1, 'the audio', FAST);
     clock.advance(300);
     await settle();
     // At 1000: 300 ms since the audio, less than half the period: no KeepAlive.
     clock.advance(500);
-    await f.waitFor(() => server.keepAlives === 2, 'the second KeepAlive');
+    await f.waitFor(() => server.keepAlives === 2, 'the second KeepAlive', FAST);
     expect(server.controls).toEqual(['KeepAlive', 'KeepAlive']);
     conn.close();
     clock.advance(5_000);
@@ -384,7 +388,7 @@ describe('Deepgram provider: Finalize, keep-alives and finish', () => {
     await say(results({ transcript: 'last words', start: 0, duration: 1, isFinal: false }));
     conn.send(silence(100), 100);
     await conn.finish(5_000);
-    await f.waitFor(() => server.closedWith !== undefined, 'the close');
+    await f.waitFor(() => server.closedWith !== undefined, 'the close', FAST);
     expect(server.controls).toEqual(['Finalize', 'CloseStream']);
     expect(seen.transcripts.filter((t) => t.kind === 'final').map(brief)).toEqual([['final', 'u1', 'last words']]);
     expect(seen.closed).toEqual([]);
@@ -407,7 +411,7 @@ describe('Deepgram provider: Finalize, keep-alives and finish', () => {
     expect(done).toBe(false);
     clock.advance(1);
     await finished;
-    await f.waitFor(() => server.closedWith !== undefined, 'the close');
+    await f.waitFor(() => server.closedWith !== undefined, 'the close', FAST);
     expect(server.closedWith).toMatchObject({ code: 1000, reason: 'done', by: 'client' });
   });
 });
@@ -453,7 +457,7 @@ describe('Deepgram provider: errors and closes', () => {
       const { seen, say, server, clock } = await open();
       await say(results({ transcript: 'cut short', start: 0, duration: 1, isFinal: false }));
       server.close(code, reason);
-      await until(() => seen.closed.length === 1, 'the close');
+      await until(() => seen.closed.length === 1, 'the close', FAST);
       expect(seen.transcripts.filter((t) => t.kind === 'final').map(brief)).toEqual([['final', 'u1', 'cut short']]);
       expect([seen.closed[0]!.kind, seen.closed[0]!.message]).toEqual([kind, message]);
       expect(clock.pending()).toEqual([]);
@@ -465,7 +469,7 @@ describe('Deepgram provider: errors and closes', () => {
     await say(results({ transcript: 'dropped', start: 0, duration: 1, isFinal: true }));
     conn.close();
     conn.close();
-    await f.waitFor(() => server.closedWith !== undefined, 'the close');
+    await f.waitFor(() => server.closedWith !== undefined, 'the close', FAST);
     await new Promise((r) => setTimeout(r, 50));
     expect(server.closedWith).toMatchObject({ code: 1000, reason: 'done', by: 'client' });
     expect(seen.closed).toEqual([]);

@@ -14,6 +14,10 @@ import { FakeOpenAI, type FakeRealtimeConnection } from '../fakes/openai-realtim
 import { ManualClock, settle } from '../helpers/clock.ts';
 import { until } from '../helpers/wait.ts';
 
+
+/** Events over 127.0.0.1 take milliseconds: a wait that takes seconds is a failure (and fails fast under Stryker). */
+const FAST = 5_000;
+
 let fake: FakeOpenAI | undefined;
 afterEach(async () => {
   await fake?.close();
@@ -57,7 +61,7 @@ async function open(env: Record<string, string> = {}, language?: string) {
     const code = `marker_${++markers}`;
     for (const e of events) server.send(e);
     server.send({ type: 'error', error: { type: 'marker', code, message: 'marker' } });
-    await until(() => seen.errors.some((e) => e.message.includes(code)), 'the events read');
+    await until(() => seen.errors.some((e) => e.message.includes(code)), 'the events read', FAST);
     seen.errors = seen.errors.filter((e) => !e.message.includes('marker_'));
   };
   return { ...s, seen, conn, server, say };
@@ -218,10 +222,10 @@ describe('OpenAI provider: audio, commits and finish', () => {
     expect(server.commits).toBe(0);
     conn.send(tone(500), 500);
     conn.send(tone(500), 500);
-    await f.waitFor(() => server.appends === 2, 'the appends');
+    await f.waitFor(() => server.appends === 2, 'the appends', FAST);
     expect(Array.from(server.pcm().subarray(0, 4))).toEqual(Array.from(new Int16Array(tone(500).buffer).subarray(0, 4)));
     const finished = conn.finish(3_000);
-    await f.waitFor(() => server.closedWith !== undefined, 'the close after the final');
+    await f.waitFor(() => server.closedWith !== undefined, 'the close after the final', FAST);
     await finished;
     expect(server.commits).toBe(1);
     expect(seen.transcripts.filter((t) => t.kind === 'final').map((t) => t.text)).toEqual(server.completed());
@@ -236,7 +240,7 @@ describe('OpenAI provider: audio, commits and finish', () => {
     const { conn, server, seen, fake: f } = await open({ OPENAI_TURN_DETECTION: 'null' });
     conn.send(tone(20), 20);
     const finished = conn.finish(3_000);
-    await f.waitFor(() => server.closedWith !== undefined, 'the close');
+    await f.waitFor(() => server.closedWith !== undefined, 'the close', FAST);
     await finished;
     expect(server.sent.map((e) => (e.error as { code?: string } | undefined)?.code)).toContain('input_audio_buffer_commit_empty');
     expect(seen.errors).toEqual([]);
@@ -248,21 +252,21 @@ describe('OpenAI provider: audio, commits and finish', () => {
     conn.send(tone(500), 500);
     let done = false;
     const finished = conn.finish(2_000).then(() => (done = true));
-    await f.waitFor(() => server.sent.some((e) => e.type === 'input_audio_buffer.committed'), 'the commit');
+    await f.waitFor(() => server.sent.some((e) => e.type === 'input_audio_buffer.committed'), 'the commit', FAST);
     await settle();
     clock.advance(1_999);
     await settle();
     expect(done).toBe(false);
     clock.advance(1);
     await finished;
-    await f.waitFor(() => server.closedWith !== undefined, 'the close');
+    await f.waitFor(() => server.closedWith !== undefined, 'the close', FAST);
     expect(server.closedWith?.code).toBe(1000);
   });
 
   it('finish with nothing pending closes at once', async () => {
     const { conn, server, fake: f } = await open();
     await conn.finish(60_000);
-    await f.waitFor(() => server.closedWith !== undefined, 'the close');
+    await f.waitFor(() => server.closedWith !== undefined, 'the close', FAST);
     expect(server.closedWith).toEqual({ code: 1000, reason: 'done', by: 'client' });
   });
 });
@@ -302,7 +306,7 @@ describe('OpenAI provider: errors and closes', () => {
     const { seen, say, server, fake: f } = await open();
     await say({ type: 'error', error: { type: 'insufficient_quota', code: 'insufficient_quota', message: 'You exceeded your quota.' } });
     server.close(3000, 'invalid_request_error.insufficient_quota');
-    await until(() => seen.closed.length === 1, 'the close');
+    await until(() => seen.closed.length === 1, 'the close', FAST);
     expect(seen.errors.map((e) => [e.kind, e.retryable])).toEqual([['rate_limited', false]]);
     expect(seen.closed[0]).toBe(seen.errors[0]);
     expect(f.connections).toHaveLength(1);
@@ -312,11 +316,11 @@ describe('OpenAI provider: errors and closes', () => {
     const first = await open();
     await first.say({ type: 'error', error: { type: 'x', code: 'rate_limit_exceeded', message: 'Slow down.' } });
     first.server.close(1011, 'server_error');
-    await until(() => first.seen.closed.length === 1, 'the close');
+    await until(() => first.seen.closed.length === 1, 'the close', FAST);
     expect(first.seen.closed.map((e) => [e.kind, e.message])).toEqual([['closed', 'OpenAI closed the connection (1011 server_error)']]);
     const second = await open();
     second.server.close(1000, '');
-    await until(() => second.seen.closed.length === 1, 'the close');
+    await until(() => second.seen.closed.length === 1, 'the close', FAST);
     expect(second.seen.closed[0]!.message).toBe('OpenAI closed the connection (1000)');
   });
 
@@ -324,7 +328,7 @@ describe('OpenAI provider: errors and closes', () => {
     const { conn, seen, server, fake: f } = await open();
     conn.close();
     conn.close();
-    await f.waitFor(() => server.closedWith !== undefined, 'the close');
+    await f.waitFor(() => server.closedWith !== undefined, 'the close', FAST);
     await new Promise((r) => setTimeout(r, 50));
     expect(server.closedWith).toEqual({ code: 1000, reason: 'done', by: 'client' });
     expect(seen.closed).toEqual([]);
@@ -346,7 +350,7 @@ describe('OpenAI provider: setup', () => {
     fake = await FakeOpenAI.start();
     fake.faults.holdSessionUpdate = true;
     const c = await connect();
-    await fake.waitFor(() => fake!.connections[0]?.sessionUpdates.length === 1, 'the session.update');
+    await fake.waitFor(() => fake!.connections[0]?.sessionUpdates.length === 1, 'the session.update', FAST);
     return { ...c, server: fake.connections[0]! as FakeRealtimeConnection };
   };
 
@@ -359,7 +363,7 @@ describe('OpenAI provider: setup', () => {
     clock.advance(1);
     const { err } = await result;
     expect([err?.kind, err?.message]).toEqual(['unreachable', 'OpenAI did not confirm the session within 10000 ms']);
-    await f.waitFor(() => server.closedWith !== undefined, 'the close');
+    await f.waitFor(() => server.closedWith !== undefined, 'the close', FAST);
     expect(server.closedWith?.by).toBe('client');
   });
 
