@@ -66,4 +66,13 @@ describe('Timeline', () => {
     expect(t.arrivalAt(40)).toBe(1000);
     expect(t.arrivalAt(50)).toBe(1010);
   });
+
+  it('keeps one point for a stream at pace after a silence, too', () => {
+    const t = new Timeline();
+    t.record(20, 1000);
+    for (let i = 0; i < 3000; i++) t.record(20, 5000 + i * 20);
+    expect(t.arrivalAt(0)).toBe(1000);
+    expect(t.arrivalAt(20)).toBe(5000);
+    expect(t.arrivalAt(40_020)).toBe(45_000);
+  });
 });
