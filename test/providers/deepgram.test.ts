@@ -211,6 +211,8 @@ describe('Deepgram provider: transcripts', () => {
   it('a partial that turns out to be no words leaves no final behind', async () => {
     const { seen, say } = await open();
     await say(
+      { type: 'Results', is_final: false, start: 0, duration: 0.1, channel: { alternatives: [] } },
+      { type: 'Results', is_final: false, start: 0, duration: 0.1 },
       results({ transcript: 'uh', start: 0, duration: 0.3, isFinal: false }),
       results({ transcript: '', start: 0, duration: 0.3, isFinal: true }),
       { type: 'UtteranceEnd' },
@@ -239,11 +241,15 @@ describe('Deepgram provider: transcripts', () => {
         words: [{ word: '', start: 1 }, { word: 'and', start: 1, language: 'en' }, { word: 'you', start: 1.5, language: 'fr' }],
       }),
       results({ transcript: 'ciao', start: 3, duration: 1, isFinal: true, speechFinal: true, languages: [7 as never], words: [{ word: 'ciao', start: 3 }] }),
+      results({ transcript: 'bonjour', start: 5, duration: 1, isFinal: true, languages: ['fr'] }),
+      results({ transcript: 'ok', start: 6, duration: 1, isFinal: true, speechFinal: true }),
     );
     expect(seen.transcripts.map((t) => [t.kind, t.text, t.language])).toEqual([
       ['interim', 'Hola amigo', 'es'],
       ['final', 'Hola amigo and you', 'en'],
       ['final', 'ciao', undefined],
+      ['interim', 'bonjour', 'fr'],
+      ['final', 'bonjour ok', 'fr'],
     ]);
   });
 
@@ -272,7 +278,8 @@ describe('Deepgram provider: transcripts', () => {
         duration: 1.5,
         isFinal: true,
         words: [
-          { word: 'hi', start: 2, speaker: 0, confidence: 0.5 },
+          { word: 'hi', punctuated: 'Hi,', start: 2, speaker: 0, confidence: 0.5 },
+          { word: '', start: 2.2, speaker: 0, confidence: 0.1 },
           { word: 'there', start: 2.4, speaker: 0, confidence: 0.7 },
           { word: 'hello', start: 2.8, speaker: 1, confidence: 0.9 },
         ],
@@ -290,10 +297,16 @@ describe('Deepgram provider: transcripts', () => {
       ['interim', 'u1', 'good morning', 1, undefined, 0, undefined],
       ['final', 'u1', 'good morning', 1, 0.9, 0, 1_000],
       ['interim', 'u2', 'hi there hello', undefined, undefined, 2_000, undefined],
-      ['final', 'u2', 'hi there', 0, 0.6, 2_000, 4_000],
+      ['final', 'u2', 'Hi, there', 0, 0.6, 2_000, 4_000],
       ['final', 'u2.1', 'hello', 1, 0.9, 2_800, 4_000],
       ['final', 'u2.2', 'you', 0, undefined, 3_500, 4_000],
     ]);
+  });
+
+  it('with diarization, no speaker for a result without words', async () => {
+    const { seen, say } = await open({ DEEPGRAM_DIARIZE: 'true' });
+    await say(results({ transcript: 'no words', start: 0, duration: 1, isFinal: true, speechFinal: true }));
+    expect(seen.transcripts.map((t) => [t.kind, t.text, t.speaker])).toEqual([['final', 'no words', undefined]]);
   });
 
   it('without diarization, no speaker even when Deepgram names one', async () => {
@@ -327,6 +340,16 @@ describe('Deepgram provider: Finalize, keep-alives and finish', () => {
     expect(seen.transcripts.filter((t) => t.kind === 'final')).toEqual([]);
     clock.advance(1);
     expect(seen.transcripts.filter((t) => t.kind === 'final').map(brief)).toEqual([['final', 'u1', 'done words']]);
+  });
+
+  it('a flush with audio but no utterance asks for Finalize and sets no grace timer', async () => {
+    const { seen, conn, server, clock, fake: f } = await open();
+    conn.send(silence(100), 100);
+    conn.flush();
+    await f.waitFor(() => server.controls.includes('Finalize'), 'the Finalize', FAST);
+    expect(clock.pendingTimeouts()).toEqual([]);
+    clock.advance(1_000);
+    expect(seen.transcripts).toEqual([]);
   });
 
   it('the Finalize grace does not close an utterance that has a partial, nor a newer utterance', async () => {
@@ -399,6 +422,34 @@ describe('Deepgram provider: Finalize, keep-alives and finish', () => {
     expect(server.frames).toHaveLength(1);
   });
 
+  it('finish after Deepgram closed the stream returns at once', async () => {
+    const { conn, server, seen } = await open();
+    server.close(1011, 'gone');
+    await until(() => seen.closed.length === 1, 'the close', FAST);
+    await conn.finish(60_000);
+    expect(server.controls).toEqual([]);
+  });
+
+  it('finish ends at the Metadata that follows the last results, or at a close, whichever comes first', async () => {
+    const first = await open();
+    (first.server as unknown as { onText(text: string): void }).onText = () => undefined;
+    const ended = first.conn.finish(60_000);
+    await settle();
+    first.server.send({ type: 'Metadata', request_id: 'r' });
+    await ended;
+    await first.fake.waitFor(() => first.server.closedWith !== undefined, 'the close', FAST);
+    expect(first.server.closedWith).toMatchObject({ code: 1000, by: 'client' });
+    const second = await open();
+    (second.server as unknown as { onText(text: string): void }).onText = () => undefined;
+    await second.say(results({ transcript: 'said before', start: 0, duration: 1, isFinal: true }));
+    const done = second.conn.finish(60_000);
+    await settle();
+    second.server.close(1011, 'bye');
+    await done;
+    expect(second.seen.closed).toEqual([]);
+    expect(second.seen.transcripts.filter((t) => t.kind === 'final').map(brief)).toEqual([['final', 'u1', 'said before']]);
+  });
+
   it('finish gives up waiting after its timeout on the clock', async () => {
     const { conn, server, clock, fake: f } = await open();
     // No answer to CloseStream: the socket is taken over by a close the fake never finishes.
@@ -469,6 +520,7 @@ describe('Deepgram provider: errors and closes', () => {
     await say(results({ transcript: 'dropped', start: 0, duration: 1, isFinal: true }));
     conn.close();
     conn.close();
+    conn.flush();
     await f.waitFor(() => server.closedWith !== undefined, 'the close', FAST);
     await new Promise((r) => setTimeout(r, 50));
     expect(server.closedWith).toMatchObject({ code: 1000, reason: 'done', by: 'client' });
@@ -484,5 +536,12 @@ describe('Deepgram provider: errors and closes', () => {
     f.faults.refuseHandshake = { status: 400, dgError: '', errCode: 'BAD' };
     const e2 = (await p.connect({ format: { kind: 'opus' }, log: createLogger('error') }, recorder().listener).catch((e: unknown) => e)) as ProviderError;
     expect([e2.kind, e2.retryable, e2.message]).toEqual(['handshake', false, 'Deepgram refused the connection: HTTP 400 ({"err_code":"BAD","err_msg":"","request_id":"req-refused"})']);
+    // The header says it when both do; the body's err_msg when the header is missing.
+    f.faults.refuseHandshake = { status: 400, dgError: 'From the header.', errMsg: 'From the body.' };
+    const e3 = (await p.connect({ format: { kind: 'opus' }, log: createLogger('error') }, recorder().listener).catch((e: unknown) => e)) as ProviderError;
+    expect(e3.message).toBe('Deepgram refused the connection: HTTP 400 (From the header.)');
+    f.faults.refuseHandshake = { status: 400, dgError: 'unused', errMsg: 'From the body.', noHeader: true };
+    const e4 = (await p.connect({ format: { kind: 'opus' }, log: createLogger('error') }, recorder().listener).catch((e: unknown) => e)) as ProviderError;
+    expect(e4.message).toBe('Deepgram refused the connection: HTTP 400 (From the body.)');
   });
 });
