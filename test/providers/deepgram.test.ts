@@ -117,6 +117,9 @@ function results(o: {
   };
 }
 
+/** Whether `p` settles within a second of real time (finish waits on the manual clock otherwise, which never moves here). */
+const settled = (p: Promise<unknown>) => Promise.race([p.then(() => 'done'), new Promise((r) => setTimeout(() => r('still waiting'), 1_000))]);
+
 const brief = (t: Transcript) => [t.kind, t.itemId, t.text];
 
 describe('Deepgram provider: what it asks for', () => {
@@ -426,7 +429,7 @@ describe('Deepgram provider: Finalize, keep-alives and finish', () => {
     const { conn, server, seen } = await open();
     server.close(1011, 'gone');
     await until(() => seen.closed.length === 1, 'the close', FAST);
-    await conn.finish(60_000);
+    expect(await settled(conn.finish(60_000))).toBe('done');
     expect(server.controls).toEqual([]);
   });
 
@@ -436,7 +439,7 @@ describe('Deepgram provider: Finalize, keep-alives and finish', () => {
     const ended = first.conn.finish(60_000);
     await settle();
     first.server.send({ type: 'Metadata', request_id: 'r' });
-    await ended;
+    expect(await settled(ended)).toBe('done');
     await first.fake.waitFor(() => first.server.closedWith !== undefined, 'the close', FAST);
     expect(first.server.closedWith).toMatchObject({ code: 1000, by: 'client' });
     const second = await open();
@@ -445,7 +448,7 @@ describe('Deepgram provider: Finalize, keep-alives and finish', () => {
     const done = second.conn.finish(60_000);
     await settle();
     second.server.close(1011, 'bye');
-    await done;
+    expect(await settled(done)).toBe('done');
     expect(second.seen.closed).toEqual([]);
     expect(second.seen.transcripts.filter((t) => t.kind === 'final').map(brief)).toEqual([['final', 'u1', 'said before']]);
   });
