@@ -75,6 +75,11 @@ function tone(ms: number, amplitude = 8000): Uint8Array {
   return new Uint8Array(pcm.buffer);
 }
 
+/** Whether `p` settles within a second of real time (finish waits on the manual clock otherwise, which never moves here). */
+const settled = (p: Promise<unknown>) => Promise.race([p.then(() => 'done'), new Promise((r) => setTimeout(() => r('still waiting'), 1_000))]);
+
+const brief = (t: Transcript) => [t.kind, t.itemId, t.text];
+
 const DELTA = 'conversation.item.input_audio_transcription.delta';
 const COMPLETED = 'conversation.item.input_audio_transcription.completed';
 const FAILED = 'conversation.item.input_audio_transcription.failed';
@@ -112,6 +117,17 @@ describe('OpenAI provider: the session it asks for', () => {
       type: 'transcription',
       audio: { input: { format: { type: 'audio/pcm', rate: 24000 }, transcription: { model: 'gpt-4o-transcribe' }, turn_detection: null } },
     });
+  });
+
+  it('OPENAI_TURN_DETECTION takes a JSON object or null, nothing else', async () => {
+    const load = (value: string) => openai.load({ OPENAI_API_KEY: 'k', OPENAI_TURN_DETECTION: value });
+    expect(load('[1]').create).toBeUndefined();
+    expect(load('[1]').errors).toHaveLength(1);
+    expect(load('5').create).toBeUndefined();
+    expect(load('"server_vad"').create).toBeUndefined();
+    expect(load('null').errors).toEqual([]);
+    const { server } = await open({ OPENAI_TURN_DETECTION: '{"type":"semantic_vad"}' });
+    expect(server.sessionUpdates[0]).toMatchObject({ audio: { input: { turn_detection: { type: 'semantic_vad' } } } });
   });
 
   it('the key in the subprotocols where the runtime cannot set headers', async () => {
@@ -167,6 +183,42 @@ describe('OpenAI provider: transcripts', () => {
       ['final', 'b', 'second'],
       ['final', 'c', 'third'],
     ]);
+  });
+
+  it('ignores item events without a string item_id: they hold nothing back', async () => {
+    const { seen, say, conn, clock } = await open();
+    await say(
+      { type: 'input_audio_buffer.speech_started', audio_start_ms: 0 },
+      { type: 'input_audio_buffer.speech_stopped', audio_end_ms: 500 },
+      { type: 'input_audio_buffer.committed' },
+      { type: DELTA, item_id: 7, delta: 'numeric id' },
+      { type: 'input_audio_buffer.committed', item_id: 'a' },
+      { type: COMPLETED, item_id: 'a', transcript: 'at once' },
+    );
+    expect(seen.transcripts.map(brief)).toEqual([['final', 'a', 'at once']]);
+    expect(clock.pendingTimeouts()).toEqual([]);
+    expect(await settled(conn.finish(60_000))).toBe('done');
+  });
+
+  it('releases the completion of an item it never saw committed', async () => {
+    const { seen, say } = await open();
+    await say({ type: COMPLETED, item_id: 'x', transcript: 'uncommitted' });
+    expect(seen.transcripts.map(brief)).toEqual([['final', 'x', 'uncommitted']]);
+  });
+
+  it('sets no timer for a head nothing completed waits behind, and one timer however many wait', async () => {
+    const { seen, say, clock } = await open();
+    await say(
+      { type: 'input_audio_buffer.committed', item_id: 'a' },
+      { type: 'input_audio_buffer.committed', item_id: 'b' },
+      { type: COMPLETED, item_id: 'a', transcript: 'one' },
+    );
+    expect(seen.transcripts.map(brief)).toEqual([['final', 'a', 'one']]);
+    expect(clock.pendingTimeouts()).toEqual([]);
+    await say({ type: 'input_audio_buffer.committed', item_id: 'c' }, { type: COMPLETED, item_id: 'c', transcript: 'three' });
+    clock.advance(1_000);
+    await say({ type: 'input_audio_buffer.committed', item_id: 'd' }, { type: COMPLETED, item_id: 'd', transcript: 'four' });
+    expect(clock.pendingTimeouts()).toEqual([4_000]);
   });
 
   it('a failed item is reported, yields no final, and lets the ones behind it out; blank finals are not sent', async () => {
@@ -236,6 +288,37 @@ describe('OpenAI provider: audio, commits and finish', () => {
     expect(server.violations).toEqual([]);
   });
 
+  it('finish waits for a final that comes late', async () => {
+    const { conn, server, seen, fake: f } = await open({ OPENAI_TURN_DETECTION: 'null' });
+    f.faults.answerDelayMs = 200;
+    conn.send(tone(500), 500);
+    const finished = conn.finish(3_000);
+    await finished;
+    expect(server.completed()).toHaveLength(1);
+    expect(seen.transcripts.filter((t) => t.kind === 'final').map((t) => t.text)).toEqual(server.completed());
+  });
+
+  it('finish ends when the service closes the socket meanwhile', async () => {
+    const { conn, server, seen, fake: f } = await open({ OPENAI_TURN_DETECTION: 'null' });
+    f.faults.leaveUncompleted = 1;
+    conn.send(tone(500), 500);
+    const finished = conn.finish(60_000);
+    await f.waitFor(() => server.sent.some((e) => e.type === 'input_audio_buffer.committed'), 'the commit', FAST);
+    server.close(1011, 'server_error');
+    expect(await settled(finished)).toBe('done');
+    expect(seen.closed.map((e) => e.kind)).toEqual(['closed']);
+  });
+
+  it('an empty commit outside finish is no error either, and the connection goes on', async () => {
+    const { conn, server, seen, say, fake: f } = await open({ OPENAI_TURN_DETECTION: 'null' });
+    conn.send(tone(20), 20);
+    conn.flush();
+    await f.waitFor(() => server.sent.some((e) => (e.error as { code?: string } | undefined)?.code === 'input_audio_buffer_commit_empty'), 'the refusal', FAST);
+    await say();
+    expect(seen.errors).toEqual([]);
+    expect(seen.closed).toEqual([]);
+  });
+
   it('an empty commit the service refuses ends the wait at once, and is no error', async () => {
     const { conn, server, seen, fake: f } = await open({ OPENAI_TURN_DETECTION: 'null' });
     conn.send(tone(20), 20);
@@ -290,12 +373,14 @@ describe('OpenAI provider: errors and closes', () => {
       { type: 'error', error: { type: 'invalid_model', code: 'other', message: 'By type.' } },
       { type: 'error', error: 'no detail' },
       { type: 'error' },
+      { type: 'error', error: null },
     );
     expect(seen.errors.map((e) => [e.kind, e.retryable, e.message])).toEqual([
       ['provider', true, 'OpenAI error weird_thing: Something odd.'],
       ['provider', true, 'OpenAI error: Try again.'],
       ['rate_limited', true, 'OpenAI error rate_limit_exceeded: Slow down.'],
       ['handshake', false, 'OpenAI error other: By type.'],
+      ['provider', true, 'OpenAI error: unknown error'],
       ['provider', true, 'OpenAI error: unknown error'],
       ['provider', true, 'OpenAI error: unknown error'],
     ]);
