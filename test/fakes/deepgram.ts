@@ -44,7 +44,15 @@ export interface FakeDeepgramOptions {
 
 export interface DeepgramFaults {
   /** Refuse every handshake with this status while set. */
-  refuseHandshake?: { status: number; dgError: string; errCode?: string };
+  refuseHandshake?: {
+    status: number;
+    dgError: string;
+    errCode?: string;
+    /** The body's `err_msg` when it says something else than the header. */
+    errMsg?: string;
+    /** No `dg-error` header at all (a proxy in front of Deepgram may strip it). */
+    noHeader?: boolean;
+  };
   /** Refuse this many of the next handshakes (counted down). */
   refuseNext?: { count: number; status: number; dgError: string };
   /** Close each new connection after this many binary frames. */
@@ -337,17 +345,20 @@ export class FakeDeepgram extends FakeServer {
     const url = new URL(req.url ?? '/', 'http://fake');
     const handshake: Handshake = { url: url.toString(), at: performance.now() };
     this.handshakes.push(handshake);
-    const refuse = (status: number, dgError: string, errCode: string) => {
+    const refuse = (status: number, dgError: string, errCode: string, errMsg = dgError, header = true) => {
       handshake.refused = status;
-      const body = JSON.stringify({ err_code: errCode, err_msg: dgError, request_id: 'req-refused' });
+      const body = JSON.stringify({ err_code: errCode, err_msg: errMsg, request_id: 'req-refused' });
       socket.end(
-        `HTTP/1.1 ${status} Refused\r\ndg-error: ${dgError}\r\ndg-request-id: req-refused\r\nContent-Type: application/json\r\n` +
+        `HTTP/1.1 ${status} Refused\r\n${header ? `dg-error: ${dgError}\r\n` : ''}dg-request-id: req-refused\r\nContent-Type: application/json\r\n` +
           `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
       this.notify();
     };
     const { refuseHandshake, refuseNext } = this.faults;
-    if (refuseHandshake) return refuse(refuseHandshake.status, refuseHandshake.dgError, refuseHandshake.errCode ?? 'REFUSED');
+    if (refuseHandshake) {
+      const { status, dgError, errCode, errMsg, noHeader } = refuseHandshake;
+      return refuse(status, dgError, errCode ?? 'REFUSED', errMsg, !noHeader);
+    }
     if (refuseNext && refuseNext.count > 0) {
       refuseNext.count--;
       return refuse(refuseNext.status, refuseNext.dgError, 'REFUSED');

@@ -98,6 +98,20 @@ describe('DetachedSessions', () => {
     expect(registry.take(params())).toBeUndefined();
   });
 
+  it('takes out of the registry a session parked after another of the same sessionId, which stays', () => {
+    const { clock, metrics, expired, registry, log } = setup(1000);
+    const en = fakeSession(params({ lang: 'en' }), log);
+    const fr = fakeSession(params({ lang: 'fr' }), log);
+    registry.park(en);
+    registry.park(fr);
+    expect(registry.take(params({ lang: 'fr' }))).toBe(fr);
+    expect(metrics.state.detachedSessions).toBe(1);
+    expect(clock.pending()).toHaveLength(1);
+    clock.advance(1000);
+    expect(expired).toEqual([en]);
+    expect(metrics.state.detachedSessions).toBe(0);
+  });
+
   it('hands every session over at shutdown, its timer cleared', () => {
     const { clock, metrics, expired, registry, log } = setup();
     const a = fakeSession(params(), log);

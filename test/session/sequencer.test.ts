@@ -42,4 +42,26 @@ describe('Sequencer', () => {
     s.reset();
     expect(s.accept(7)).toBe(0);
   });
+
+  it('a frame without a chunk number leaves the order as it was', () => {
+    expect(run([5, undefined, 7])).toEqual([0, 0, 1]);
+  });
+
+  it('counts a loss, not a wrap, inside the upper and the lower half of the range', () => {
+    expect(run([40000, 40003])).toEqual([0, 2]);
+    expect(run([32000, 32770])).toEqual([0, 769]);
+    expect(run([33000, 32000])).toEqual([0, -1]);
+  });
+
+  it('a jump back of exactly 3000 is a restart, one less is a late packet', () => {
+    expect(run([5000, 2000])).toEqual([0, 0]);
+    expect(run([5000, 2001])).toEqual([0, -1]);
+  });
+
+  it('wraps only 16-bit numbers: larger chunk numbers restart rather than wrap', () => {
+    expect(run([65536, 10])).toEqual([0, 0]);
+    expect(run([66000, 1000])).toEqual([0, 0]);
+    expect(run([1000, 66000])).toEqual([0, 0]);
+    expect(run([1000, 65536])).toEqual([0, 0]);
+  });
 });

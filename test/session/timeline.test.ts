@@ -31,4 +31,48 @@ describe('Timeline', () => {
   it('knows nothing before the first audio', () => {
     expect(new Timeline().arrivalAt(0)).toBeUndefined();
   });
+
+  it('keeps one point for a long stream at pace: the start is never forgotten', () => {
+    const t = new Timeline();
+    for (let i = 0; i < 3000; i++) t.record(20, 1000 + i * 20);
+    expect(t.arrivalAt(0)).toBe(1000);
+    expect(t.arrivalAt(59_980)).toBe(60_980);
+  });
+
+  it('a frame late within the tolerance is taken for jitter, not a new point', () => {
+    const t = new Timeline();
+    t.record(20, 1000);
+    t.record(20, 1027);
+    t.record(20, 1040);
+    expect(t.arrivalAt(20)).toBe(1020);
+    expect(t.arrivalAt(40)).toBe(1040);
+    // 20 ms off the pace is still jitter; 21 ms is a break: its own point.
+    const edge = new Timeline();
+    edge.record(20, 1000);
+    edge.record(20, 1040);
+    expect(edge.arrivalAt(20)).toBe(1020);
+    const u = new Timeline();
+    u.record(20, 1000);
+    u.record(20, 1041);
+    expect(u.arrivalAt(20)).toBe(1041);
+  });
+
+  it('audio in a burst arrived no later than the next point', () => {
+    const t = new Timeline();
+    t.record(20, 1000);
+    t.record(20, 1000);
+    t.record(20, 1000);
+    expect(t.arrivalAt(20)).toBe(1000);
+    expect(t.arrivalAt(40)).toBe(1000);
+    expect(t.arrivalAt(50)).toBe(1010);
+  });
+
+  it('keeps one point for a stream at pace after a silence, too', () => {
+    const t = new Timeline();
+    t.record(20, 1000);
+    for (let i = 0; i < 3000; i++) t.record(20, 5000 + i * 20);
+    expect(t.arrivalAt(0)).toBe(1000);
+    expect(t.arrivalAt(20)).toBe(5000);
+    expect(t.arrivalAt(40_020)).toBe(45_000);
+  });
 });
