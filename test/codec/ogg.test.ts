@@ -584,6 +584,16 @@ describe('OggOpusDemuxer: OpusHead', () => {
     expect(packets).toEqual([packetOf(3, 0xfc), packetOf(4, 0xfd)]);
   });
 
+  it('an OpusHead of 18 bytes is refused even when the next byte on its page would complete it', () => {
+    // The byte after the packet is 0: read as a mapping family, it would make a valid head.
+    const page = makePage(2, 0, 7, 0, [18, 3], concat(head({ channels: 1 }).subarray(0, 18), new Uint8Array([0, 0, 0])));
+    const errs: OggErrorReason[] = [];
+    const d = new OggOpusDemuxer({ onError: (r) => errs.push(r) });
+    d.push(page);
+    expect(errs).toEqual(['bad-head']);
+    expect(d.head).toBeUndefined();
+  });
+
   it('a BOS page whose first packet only starts like "OpusHead" is not one', () => {
     const { d, errs } = demux(new TextEncoder().encode('OpusHea'));
     expect(errs).toEqual(['bad-head']);
@@ -608,6 +618,26 @@ describe('OggOpusDemuxer: packet size limit (61,440 bytes per stream)', () => {
     expect(sizes).toEqual([61_440, 10]);
     expect(errs.map((e) => e[0])).toEqual(['oversized-packet']);
     expect(errs[0]![1]).toBeGreaterThan(61_440);
+  });
+
+  it('spanning pages, the packet is reported where it goes over the limit: the fragment on its last page', () => {
+    const pages = makeStream([[head({ channels: 1 })], [TAGS], [packetOf(61_441, 1)]], 60);
+    const last = pages.length - 1;
+    expect(pages[last]![26]).toBe(1); // 60 + 60 + 60 + 60 lacing values of 255, then one of 241
+    const errs: Array<[OggErrorReason, number]> = [];
+    const d = new OggOpusDemuxer({ onError: (r, o) => errs.push([r, o]) });
+    expect(d.push(concat(...pages))).toEqual([]);
+    const lastBody = pages.slice(0, last).reduce((n, p) => n + p.length, 0) + 27 + 1;
+    expect(errs).toEqual([['oversized-packet', lastBody]]);
+  });
+
+  it('an OpusHead spanning pages is not an audio packet: no size limit, parsed', () => {
+    const long = concat(head({ channels: 2, preSkip: 999 }), new Uint8Array(70_000));
+    const errs: OggErrorReason[] = [];
+    const d = new OggOpusDemuxer({ onError: (r) => errs.push(r) });
+    expect(d.push(concat(...makeStream([[long], [TAGS], [packetOf(3, 0xfc)]], 100)))).toEqual([packetOf(3, 0xfc)]);
+    expect(errs).toEqual([]);
+    expect(d.head).toMatchObject({ channels: 2, preSkip: 999 });
   });
 
   it('the limit grows with the stream count of the OpusHead', () => {
@@ -658,6 +688,21 @@ describe('OggOpusDemuxer: stream state', () => {
     // The same stream's page 4 after a reset is a join, not a gap.
     expect(d.push(pages[4]!)).toEqual([audio[2]]);
     expect(d.sequenceGaps).toBe(0);
+  });
+
+  it('a zero-length packet (RFC 7845 §3: lost) is not returned', () => {
+    const d = new OggOpusDemuxer();
+    expect(d.push(concat(...makeStream([[head({ channels: 1 })], [TAGS], [audio[0]!, new Uint8Array(0), audio[1]!]], 255)))).toEqual([audio[0], audio[1]]);
+    expect(d.errors).toBe(0);
+  });
+
+  it('joined mid-way: once audio has started, a packet that starts like "OpusTags" or "OpusHead" is audio', () => {
+    const tagsLike = concat(new TextEncoder().encode('OpusTags'), new Uint8Array(4));
+    const headLike = head({ channels: 1 });
+    const d = new OggOpusDemuxer();
+    const joined = [audio[0]!, tagsLike, headLike].map((p, i) => makePage(0, 960 * (i + 5), 0x77, 5 + i, [p.length], p));
+    expect(d.push(concat(...joined))).toEqual([audio[0], tagsLike, headLike]);
+    expect(d.head).toBeUndefined();
   });
 
   it('reset() drops a packet half assembled across pages', () => {
