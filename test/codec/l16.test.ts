@@ -87,6 +87,48 @@ function firstDiff(a: Int16Array, b: Int16Array): number {
   return -1;
 }
 
+/**
+ * The documented filter evaluated directly, sample by sample, in floating point: a Kaiser
+ * (β = 8) windowed sinc with 20 zero crossings each side at the lower rate, cut-off 0.9 × the
+ * lower Nyquist frequency, each polyphase phase scaled to unity DC gain; output n sits at
+ * input time n × from / to. No polyphase tables, no streaming, no unrolling: an independent
+ * account of what `L16Converter` must output.
+ */
+function directResample(x: Int16Array, from: number, to: number): Int16Array {
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const g = gcd(from, to);
+  const L = to / g;
+  const M = from / g;
+  const fc = (0.45 * Math.min(from, to)) / (from * L);
+  const half = Math.ceil(10 / fc);
+  const i0 = (v: number) => {
+    let sum = 0;
+    let term = 1;
+    for (let k = 0; k < 200 && term > 1e-30; k++) {
+      sum += term;
+      term *= (v * v) / 4 / ((k + 1) * (k + 1));
+    }
+    return sum;
+  };
+  const h = (idx: number) => {
+    if (idx < 0 || idx > 2 * half) return 0;
+    const t = idx - half;
+    const sinc = t === 0 ? 2 * fc : Math.sin(2 * Math.PI * fc * t) / (Math.PI * t);
+    return (sinc * i0(8 * Math.sqrt(1 - (t / half) ** 2))) / i0(8);
+  };
+  const out = new Int16Array(Math.ceil((x.length * to) / from));
+  for (let n = 0; n < out.length; n++) {
+    const pos = n * M; // in upsampled samples
+    const p = pos % L;
+    let norm = 0;
+    for (let idx = p; idx <= 2 * half; idx += L) norm += h(idx);
+    let y = 0;
+    for (let k = Math.floor(pos / L); k >= 0 && pos - k * L <= 2 * half; k--) y += x[k]! * h(pos - k * L);
+    out[n] = Math.max(-32768, Math.min(32767, Math.round(y / norm)));
+  }
+  return out;
+}
+
 const RATES: PcmRate[] = [8000, 12000, 16000, 24000, 48000];
 const AMP = 10000;
 
@@ -111,6 +153,32 @@ describe('L16Converter', () => {
     expect(Math.abs(amp - AMP) / AMP).toBeLessThan(0.005);
     // No aliases, images or distortion: what is left is rounding noise (-60 dB below the tone).
     expect(residualRms).toBeLessThan(AMP * 1e-3);
+  });
+
+  it('every rate pair outputs what the documented filter, evaluated directly, gives (±1 for rounding)', () => {
+    const r = mulberry32(7);
+    for (const from of RATES) {
+      const n = from / 20; // 50 ms
+      const bytes = new Uint8Array(n * 2);
+      const dv = new DataView(bytes.buffer);
+      // Loud noise with full-scale runs, so that clipping is exercised too.
+      for (let i = 0; i < n; i++) dv.setInt16(i * 2, i % 97 < 6 ? 32767 : Math.round((r() - 0.5) * 50000), true);
+      const x = new Int16Array(n);
+      for (let i = 0; i < n; i++) x[i] = dv.getInt16(i * 2, true);
+      for (const to of RATES) {
+        if (to === from) continue;
+        const ours = new L16Converter(from, to).push(bytes);
+        const expected = directResample(x, from, to);
+        expect(ours.length, `${from} → ${to}`).toBe(expected.length);
+        let off = 0;
+        for (let i = 0; i < ours.length; i++) {
+          expect(Math.abs(ours[i]! - expected[i]!), `${from} → ${to}, sample ${i}`).toBeLessThanOrEqual(1);
+          if (ours[i] !== expected[i]) off++;
+        }
+        // Summation order only moves a sample lying right on a rounding boundary.
+        expect(off, `${from} → ${to}: samples one off`).toBeLessThanOrEqual(Math.ceil(ours.length / 200));
+      }
+    }
   });
 
   it('24 → 24 is an exact little-endian decode', () => {

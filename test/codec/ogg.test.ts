@@ -508,3 +508,211 @@ describe('OggOpusDemuxer on synthetic streams', () => {
     expect(d.head).toBeUndefined();
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// OpusHead fields and limits (RFC 7845 §5.1, §6), stream state, reset.
+
+/** An OpusHead of any shape: `family` ≠ 0 adds stream count, coupled count and `mapping`. */
+function head(o: { version?: number; channels: number; family?: number; streams?: number; coupled?: number; mapping?: number[]; preSkip?: number; rate?: number; gain?: number }): Uint8Array {
+  const family = o.family ?? 0;
+  const b = new Uint8Array(family === 0 ? 19 : 21 + (o.mapping?.length ?? 0));
+  const dv = new DataView(b.buffer);
+  b.set(new TextEncoder().encode('OpusHead'));
+  b[8] = o.version ?? 1;
+  b[9] = o.channels;
+  dv.setUint16(10, o.preSkip ?? 312, true);
+  dv.setUint32(12, o.rate ?? 48000, true);
+  dv.setUint16(16, (o.gain ?? 0) & 0xffff, true);
+  b[18] = family;
+  if (family !== 0) {
+    b[19] = o.streams ?? 1;
+    b[20] = o.coupled ?? 0;
+    b.set(o.mapping ?? [], 21);
+  }
+  return b;
+}
+
+const TAGS = concat(new TextEncoder().encode('OpusTags'), new Uint8Array(16));
+const packetOf = (n: number, fill: number) => new Uint8Array(n).fill(fill);
+
+describe('OggOpusDemuxer: OpusHead', () => {
+  const demux = (headPacket: Uint8Array) => {
+    const errs: OggErrorReason[] = [];
+    const d = new OggOpusDemuxer({ onError: (r) => errs.push(r) });
+    const packets = d.push(concat(...makeStream([[headPacket], [TAGS], [packetOf(3, 0xfc), packetOf(4, 0xfd)]], 255)));
+    return { d, errs, packets };
+  };
+
+  it('reads every field: pre-skip, input rate, signed Q7.8 gain, mapping family 1 with its table', () => {
+    const { d, errs, packets } = demux(head({ version: 15, channels: 3, family: 1, streams: 2, coupled: 1, mapping: [0, 2, 1], preSkip: 0xfedc, rate: 4_000_000_000, gain: -32768 }));
+    expect(errs).toEqual([]);
+    expect(d.head).toEqual({
+      version: 15,
+      channels: 3,
+      preSkip: 0xfedc,
+      inputSampleRate: 4_000_000_000,
+      outputGain: -32768,
+      mappingFamily: 1,
+      streamCount: 2,
+      coupledCount: 1,
+      channelMapping: new Uint8Array([0, 2, 1]),
+    });
+    expect(packets).toEqual([packetOf(3, 0xfc), packetOf(4, 0xfd)]);
+    expect(d.headerPages).toBeDefined();
+  });
+
+  it('family 0: mono has no coupled stream, stereo one; the largest positive gain', () => {
+    expect(demux(head({ channels: 1, gain: 32767 })).d.head).toMatchObject({ channels: 1, streamCount: 1, coupledCount: 0, outputGain: 32767, channelMapping: undefined });
+    expect(demux(head({ channels: 2, gain: 1 })).d.head).toMatchObject({ channels: 2, streamCount: 1, coupledCount: 1, outputGain: 1 });
+    // As many coupled streams as streams is allowed.
+    expect(demux(head({ channels: 2, family: 1, streams: 1, coupled: 1, mapping: [0, 1] })).d.head).toMatchObject({ streamCount: 1, coupledCount: 1 });
+  });
+
+  it.each([
+    ['a major version of 1', head({ version: 16, channels: 1 })],
+    ['no channels', head({ channels: 0 })],
+    ['family 0 with 3 channels', head({ channels: 3 })],
+    ['no stream', head({ channels: 1, family: 1, streams: 0, mapping: [0] })],
+    ['more coupled streams than streams', head({ channels: 2, family: 1, streams: 1, coupled: 2, mapping: [0, 1] })],
+    ['a mapping table shorter than its channels', head({ channels: 3, family: 1, streams: 2, coupled: 1, mapping: [0, 1] })],
+    ['18 bytes', head({ channels: 1 }).subarray(0, 18)],
+  ])('rejects an OpusHead with %s: bad-head, no head, no header pages, the audio still returned', (_what, bad) => {
+    const { d, errs, packets } = demux(bad);
+    expect(errs).toEqual(['bad-head']);
+    expect(d.head).toBeUndefined();
+    expect(d.headerPages).toBeUndefined();
+    expect(packets).toEqual([packetOf(3, 0xfc), packetOf(4, 0xfd)]);
+  });
+
+  it('an OpusHead of 18 bytes is refused even when the next byte on its page would complete it', () => {
+    // The byte after the packet is 0: read as a mapping family, it would make a valid head.
+    const page = makePage(2, 0, 7, 0, [18, 3], concat(head({ channels: 1 }).subarray(0, 18), new Uint8Array([0, 0, 0])));
+    const errs: OggErrorReason[] = [];
+    const d = new OggOpusDemuxer({ onError: (r) => errs.push(r) });
+    d.push(page);
+    expect(errs).toEqual(['bad-head']);
+    expect(d.head).toBeUndefined();
+  });
+
+  it('a BOS page whose first packet only starts like "OpusHead" is not one', () => {
+    const { d, errs } = demux(new TextEncoder().encode('OpusHea'));
+    expect(errs).toEqual(['bad-head']);
+    expect(d.head).toBeUndefined();
+  });
+});
+
+describe('OggOpusDemuxer: packet size limit (61,440 bytes per stream)', () => {
+  /** Each packet starts a page; with 255 lacing values a page holds up to 65,024 bytes of one packet. */
+  const stream = (headPacket: Uint8Array, sizes: number[], segs: number) => {
+    const errs: Array<[OggErrorReason, number]> = [];
+    const d = new OggOpusDemuxer({ onError: (r, o) => errs.push([r, o]) });
+    const packets = d.push(concat(...makeStream([[headPacket], [TAGS], ...sizes.map((n, i) => [packetOf(n, i + 1)])], segs)));
+    return { errs, sizes: packets.map((p) => p.length) };
+  };
+
+  it.each([
+    ['on one page', 255],
+    ['spanning pages', 60],
+  ])('%s: 61,440 bytes pass, 61,441 are dropped and reported, the next packet is returned', (_how, segs) => {
+    const { errs, sizes } = stream(head({ channels: 1 }), [61_440, 61_441, 10], segs);
+    expect(sizes).toEqual([61_440, 10]);
+    expect(errs.map((e) => e[0])).toEqual(['oversized-packet']);
+    expect(errs[0]![1]).toBeGreaterThan(61_440);
+  });
+
+  it('spanning pages, the packet is reported where it goes over the limit: the fragment on its last page', () => {
+    const pages = makeStream([[head({ channels: 1 })], [TAGS], [packetOf(61_441, 1)]], 60);
+    const last = pages.length - 1;
+    expect(pages[last]![26]).toBe(1); // 60 + 60 + 60 + 60 lacing values of 255, then one of 241
+    const errs: Array<[OggErrorReason, number]> = [];
+    const d = new OggOpusDemuxer({ onError: (r, o) => errs.push([r, o]) });
+    expect(d.push(concat(...pages))).toEqual([]);
+    const lastBody = pages.slice(0, last).reduce((n, p) => n + p.length, 0) + 27 + 1;
+    expect(errs).toEqual([['oversized-packet', lastBody]]);
+  });
+
+  it('an OpusHead spanning pages is not an audio packet: no size limit, parsed', () => {
+    const long = concat(head({ channels: 2, preSkip: 999 }), new Uint8Array(70_000));
+    const errs: OggErrorReason[] = [];
+    const d = new OggOpusDemuxer({ onError: (r) => errs.push(r) });
+    expect(d.push(concat(...makeStream([[long], [TAGS], [packetOf(3, 0xfc)]], 100)))).toEqual([packetOf(3, 0xfc)]);
+    expect(errs).toEqual([]);
+    expect(d.head).toMatchObject({ channels: 2, preSkip: 999 });
+  });
+
+  it('the limit grows with the stream count of the OpusHead', () => {
+    const two = head({ channels: 2, family: 1, streams: 2, coupled: 0, mapping: [0, 1] });
+    expect(stream(two, [122_880, 122_881, 10], 255)).toEqual({ errs: [['oversized-packet', expect.any(Number)]], sizes: [122_880, 10] });
+    expect(stream(two, [122_880, 122_881, 10], 100).sizes).toEqual([122_880, 10]);
+  });
+});
+
+describe('OggOpusDemuxer: stream state', () => {
+  const audio = [packetOf(5, 1), packetOf(6, 2), packetOf(7, 3), packetOf(8, 4)];
+  const pages = makeStream([[head({ channels: 1 })], [TAGS], [audio[0]!], [audio[1]!], [audio[2]!], [audio[3]!]], 255);
+
+  it('reports the granule position of the last page: large values exactly, "none" (all ones) as -1', () => {
+    const d = new OggOpusDemuxer();
+    const big = 2 ** 40 + 2 ** 32 + 7;
+    d.push(makePage(2, 0, 5, 0, [19], head({ channels: 1 })));
+    expect(d.granulePosition).toBe(0);
+    d.push(makePage(0, big, 5, 1, [24], TAGS));
+    expect(d.granulePosition).toBe(big);
+    expect(d.ended).toBe(false);
+    expect(d.push(makePage(4, -1, 5, 2, [5], audio[0]!))).toEqual([audio[0]]);
+    expect(d.granulePosition).toBe(-1);
+    expect(d.ended).toBe(true);
+  });
+
+  it('a new serial without BOS: decoded from its first page, the head kept, no sequence gap', () => {
+    const d = new OggOpusDemuxer();
+    expect(d.push(concat(...pages.slice(0, 4)))).toEqual(audio.slice(0, 2));
+    const other = makePage(0, 9600, 0x9999, 40, [7], audio[2]!);
+    const next = makePage(0, 10560, 0x9999, 41, [8], audio[3]!);
+    expect(d.push(concat(other, next))).toEqual(audio.slice(2));
+    expect(d.sequenceGaps).toBe(0);
+    expect(d.head?.channels).toBe(1);
+    // A gap in the new stream counts.
+    expect(d.push(makePage(0, 0, 0x9999, 43, [5], audio[0]!))).toEqual([audio[0]]);
+    expect(d.sequenceGaps).toBe(1);
+  });
+
+  it('reset() forgets the stream: serial, sequence, granule, EOS, header pages and counts', () => {
+    const d = new OggOpusDemuxer();
+    const bad = pages[3]!.slice();
+    bad[30] ^= 1;
+    d.push(concat(...pages.slice(0, 3), bad, pages[5]!));
+    expect([d.errors, d.sequenceGaps, d.ended, d.headerPages !== undefined]).toEqual([1, 1, true, true]);
+    d.reset();
+    expect([d.errors, d.sequenceGaps, d.granulePosition, d.ended, d.head, d.headerPages, d.bufferedBytes]).toEqual([0, 0, -1, false, undefined, undefined, 0]);
+    // The same stream's page 4 after a reset is a join, not a gap.
+    expect(d.push(pages[4]!)).toEqual([audio[2]]);
+    expect(d.sequenceGaps).toBe(0);
+  });
+
+  it('a zero-length packet (RFC 7845 §3: lost) is not returned', () => {
+    const d = new OggOpusDemuxer();
+    expect(d.push(concat(...makeStream([[head({ channels: 1 })], [TAGS], [audio[0]!, new Uint8Array(0), audio[1]!]], 255)))).toEqual([audio[0], audio[1]]);
+    expect(d.errors).toBe(0);
+  });
+
+  it('joined mid-way: once audio has started, a packet that starts like "OpusTags" or "OpusHead" is audio', () => {
+    const tagsLike = concat(new TextEncoder().encode('OpusTags'), new Uint8Array(4));
+    const headLike = head({ channels: 1 });
+    const d = new OggOpusDemuxer();
+    const joined = [audio[0]!, tagsLike, headLike].map((p, i) => makePage(0, 960 * (i + 5), 0x77, 5 + i, [p.length], p));
+    expect(d.push(concat(...joined))).toEqual([audio[0], tagsLike, headLike]);
+    expect(d.head).toBeUndefined();
+  });
+
+  it('reset() drops a packet half assembled across pages', () => {
+    const long = packetOf(700, 9);
+    const spanning = makeStream([[head({ channels: 1 })], [TAGS], [long, audio[0]!]], 2);
+    const firstPart = spanning.findIndex((p) => p[5]! & 1) - 1;
+    const d = new OggOpusDemuxer();
+    d.push(concat(...spanning.slice(0, firstPart + 1)));
+    d.reset();
+    expect(d.push(concat(...spanning.slice(firstPart + 1)))).toEqual([audio[0]]);
+    expect(d.errors).toBe(0);
+  });
+});
