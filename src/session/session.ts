@@ -61,9 +61,11 @@ export class Session implements SessionHandle {
     this.ctx = { ...ctx, log: shell.log, backlog };
     this.sinks = [shell.clientSink, ...sinks];
     this.usage = new SessionUsage(shell.params.sessionId, ctx.metrics);
-    const { forceCommitMs } = ctx.limits;
-    // One timer per session checks every participant for a silence, instead of one timer per frame.
-    this.sweep = ctx.timers.setInterval(() => this.flushIdle(), Math.min(250, Math.max(20, forceCommitMs / 4)));
+    const { forceCommitMs, pcmBatchMs, passThroughBatchMs } = ctx.limits;
+    // One timer per session checks every participant for a silence, and for a batch whose audio
+    // stopped coming (sent within about two batch periods), instead of one timer per frame or batch.
+    const batchMs = Math.min(pcmBatchMs || Infinity, passThroughBatchMs || Infinity);
+    this.sweep = ctx.timers.setInterval(() => this.flushIdle(), Math.min(250, batchMs, Math.max(20, forceCommitMs / 4)));
   }
 
   info(base: InfoBase): void {
