@@ -4,10 +4,12 @@
  * providers and the dispatcher are real sockets on 127.0.0.1; only the product's timers
  * (idle commit, backoff, setup and drain deadlines) wait for the test.
  */
+import { afterEach } from 'vitest';
 import { createLogger } from '../../src/log.ts';
 import type { Metrics } from '../../src/metrics.ts';
 import { nodeAdapter } from '../../src/runtime/node/adapter.ts';
 import { startServer } from '../../src/runtime/server.ts';
+import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TestClient } from './client.ts';
 import { ManualClock } from './clock.ts';
 import type { LogLine } from './provider-server.ts';
@@ -54,5 +56,28 @@ export async function startClockedServer(env: Record<string, string>, clock = ne
       for (const c of clients) if (!c.closed) c.ws.terminate();
       await server.close();
     },
+  };
+}
+
+/**
+ * For a suite: each call starts a fake OpenAI (its turn detection off: the proxy's idle commit
+ * decides) and a clocked server in front of it with `env`; every pair is closed after each test.
+ */
+export function clockedOpenAI(): (env?: Record<string, string>) => Promise<{ fake: FakeOpenAI; server: ClockedServer }> {
+  const open: { fake: FakeOpenAI; server: ClockedServer }[] = [];
+  afterEach(async () => {
+    for (const { fake, server } of open.splice(0)) {
+      await server.close();
+      await fake.close();
+    }
+  });
+  return async (env = {}) => {
+    const fake = await FakeOpenAI.start();
+    const started = await startClockedServer({ OPENAI_API_KEY: fake.apiKey, OPENAI_BASE_URL: fake.baseUrl, OPENAI_TURN_DETECTION: 'null', ...env });
+    // A test may close the server itself (a drain); closing it again after the test is a no-op.
+    let closing: Promise<void> | undefined;
+    const server: ClockedServer = { ...started, close: () => (closing ??= started.close()) };
+    open.push({ fake, server });
+    return { fake, server };
   };
 }

@@ -7,41 +7,19 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
 import { deepgram } from '../../src/providers/deepgram.ts';
-import type { AudioFormat, ConnectionListener, ProviderError, Transcript } from '../../src/providers/provider.ts';
+import type { AudioFormat, ProviderError, Transcript } from '../../src/providers/provider.ts';
 import { nodeBase64 } from '../../src/runtime/node/base64.ts';
 import { nodeConnector } from '../../src/runtime/node/connector.ts';
 import { FakeDeepgram } from '../fakes/deepgram.ts';
 import { ManualClock, settle } from '../helpers/clock.ts';
+import { FAST, recorder } from '../helpers/listener.ts';
 import { until } from '../helpers/wait.ts';
-
-
-/** Events over 127.0.0.1 take milliseconds: a wait that takes seconds is a failure (and fails fast under Stryker). */
-const FAST = 5_000;
 
 let fake: FakeDeepgram | undefined;
 afterEach(async () => {
   await fake?.close();
   fake = undefined;
 });
-
-interface Seen {
-  transcripts: Transcript[];
-  errors: ProviderError[];
-  closed: ProviderError[];
-}
-
-function recorder(): { seen: Seen; listener: ConnectionListener } {
-  const seen: Seen = { transcripts: [], errors: [], closed: [] };
-  return {
-    seen,
-    listener: {
-      transcript: (t) => void seen.transcripts.push(t),
-      error: (e) => void (seen.errors = [...seen.errors, e]),
-      closed: (e) => void seen.closed.push(e),
-      expiring: () => undefined,
-    },
-  };
-}
 
 async function provider(env: Record<string, string> = {}) {
   fake ??= await FakeDeepgram.start();

@@ -3,26 +3,13 @@
  * limit, resumption after a socket that went away (RESUME_GRACE_MS, on the manual clock),
  * the drain at shutdown, and /health learning of a refused key from the sessions' own attempts.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { FakeOpenAI } from '../fakes/openai-realtime.ts';
+import { describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
 import { settle } from '../helpers/clock.ts';
-import { startClockedServer, type ClockedServer } from '../helpers/clocked-server.ts';
+import { clockedOpenAI } from '../helpers/clocked-server.ts';
 import { until } from '../helpers/wait.ts';
 
-let fake: FakeOpenAI | undefined;
-let server: ClockedServer | undefined;
-afterEach(async () => {
-  await server?.close();
-  await fake?.close();
-  server = fake = undefined;
-});
-
-async function start(env: Record<string, string> = {}) {
-  fake = await FakeOpenAI.start();
-  server = await startClockedServer({ OPENAI_API_KEY: fake.apiKey, OPENAI_BASE_URL: fake.baseUrl, OPENAI_TURN_DETECTION: 'null', ...env });
-  return { fake, server };
-}
+const start = clockedOpenAI();
 
 function l16(ms = 20): string {
   const n = (24_000 * ms) / 1000;
@@ -122,7 +109,6 @@ describe('localSessions', () => {
     speak(client);
     await f.waitFor(() => f.connections[0]?.audioMs === 1000, 'the audio at the provider');
     await s.close();
-    server = undefined;
     // Drained, not dropped: the audio was committed and transcribed before the stream closed.
     expect(f.connections[0]!.commits).toBe(1);
     expect(f.connections[0]!.completed()).toHaveLength(1);

@@ -4,25 +4,12 @@
  * logged without flooding; the participant and provider-connection limits; pings, usage,
  * and the shape of the results.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { FakeOpenAI } from '../fakes/openai-realtime.ts';
+import { describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
-import { startClockedServer, type ClockedServer } from '../helpers/clocked-server.ts';
+import { clockedOpenAI } from '../helpers/clocked-server.ts';
 import { until } from '../helpers/wait.ts';
 
-let fake: FakeOpenAI | undefined;
-let server: ClockedServer | undefined;
-afterEach(async () => {
-  await server?.close();
-  await fake?.close();
-  server = fake = undefined;
-});
-
-async function start(env: Record<string, string> = {}) {
-  fake = await FakeOpenAI.start();
-  server = await startClockedServer({ OPENAI_API_KEY: fake.apiKey, OPENAI_BASE_URL: fake.baseUrl, OPENAI_TURN_DETECTION: 'null', ...env });
-  return { fake, server };
-}
+const start = clockedOpenAI();
 
 const EVENTS = 'start, media, stop, ping, info, usage';
 const errors = (c: TestClient) => c.messages.filter((m) => m.event === 'error');
