@@ -4,13 +4,13 @@
  * tests compare the runtimes' transcripts with each other: of the repository's capture, and
  * of the shared real Videobridge capture when it is beside the checkout.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { FakeOpenAI, type FakeRealtimeConnection } from '../fakes/openai-realtime.ts';
+import type { FakeRealtimeConnection } from '../fakes/openai-realtime.ts';
 import { TAG_A, TestClient, replayJvb } from '../helpers/client.ts';
 import { captureParticipants, readCapture, sharedFixture, sharedFixtures, type JvbRecord } from '../helpers/fixtures.ts';
 import { until } from '../helpers/wait.ts';
-import { LAUNCHERS, type RunningApp } from './launchers.ts';
+import { LAUNCHERS, appBehindFakeOpenAI } from './launchers.ts';
 
 const capture = readCapture();
 const shared = sharedFixtures.availableFor(import.meta.url, 'the cross-runtime finals of the real Videobridge capture');
@@ -22,48 +22,33 @@ const finalsByRuntime = new Map<string, string[]>();
 const realFinalsByRuntime = new Map<string, string[]>();
 
 describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
-  let fake: FakeOpenAI;
-  let app: RunningApp;
-  let ws: (query: string, path?: string) => string;
   // Node and Deno servers also run the keyless `local` provider; the Worker has no room for it.
   const providers = runtime === 'workerd' ? ['openai'] : ['openai', 'local'];
   const known = runtime === 'workerd' ? 'openai, deepgram, gemini, vosk' : 'openai, deepgram, gemini, vosk, local';
 
-  beforeAll(async () => {
-    fake = await FakeOpenAI.start();
-    app = await start({
-      OPENAI_API_KEY: fake.apiKey,
-      OPENAI_BASE_URL: fake.baseUrl,
-      FORCE_COMMIT_TIMEOUT: '0.5',
-      // A fast replay delivers the whole capture while the provider connection opens.
-      PROVIDER_QUEUE_MS: '60000',
-      MAX_PARTICIPANTS: '4',
-      // Every frame to the provider, one message each (the suite counts appends and compares
-      // every runtime's finals; test/e2e/silence.test.ts covers the gate and batching), and no
-      // saturation limit on a machine the three runtimes share.
-      SILENCE_GATE: 'false',
-      PCM_BATCH_MS: '0',
-      MAX_EVENT_LOOP_LAG_MS: '0',
-      MAX_EVENT_LOOP_UTILIZATION: '0',
-      // The launchers learn the port from the info-level 'listening' line.
-      LOG_LEVEL: 'info',
-    });
-    ws = (query, path = '/transcribe') => `${app.origin.replace('http', 'ws')}${path}?${query}`;
+  const running = appBehindFakeOpenAI(start, {
+    FORCE_COMMIT_TIMEOUT: '0.5',
+    // A fast replay delivers the whole capture while the provider connection opens.
+    PROVIDER_QUEUE_MS: '60000',
+    MAX_PARTICIPANTS: '4',
+    // Every frame to the provider, one message each (the suite counts appends and compares
+    // every runtime's finals; test/e2e/silence.test.ts covers the gate and batching), and no
+    // saturation limit on a machine the three runtimes share.
+    SILENCE_GATE: 'false',
+    PCM_BATCH_MS: '0',
+    MAX_EVENT_LOOP_LAG_MS: '0',
+    MAX_EVENT_LOOP_UTILIZATION: '0',
   });
-
-  afterAll(async () => {
-    await app?.stop();
-    await fake?.close();
-  });
+  const ws = (query: string, path = '/transcribe') => `${running.app.origin.replace('http', 'ws')}${path}?${query}`;
 
   it('answers /health with its runtime', async () => {
-    const res = await fetch(`${app.origin}/health`);
+    const res = await fetch(`${running.app.origin}/health`);
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ status: 'ok', runtime, providers });
   });
 
   it('serves the caption page at /', async () => {
-    const res = await fetch(`${app.origin}/`);
+    const res = await fetch(`${running.app.origin}/`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('text/html; charset=UTF-8');
     const html = await res.text();
@@ -72,8 +57,8 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
   });
 
   it('answers 426 without an upgrade, 404 elsewhere, and 400 with a one-line reason for bad parameters', async () => {
-    expect((await fetch(`${app.origin}/transcribe`)).status).toBe(426);
-    expect((await fetch(`${app.origin}/elsewhere`)).status).toBe(404);
+    expect((await fetch(`${running.app.origin}/transcribe`)).status).toBe(426);
+    expect((await fetch(`${running.app.origin}/elsewhere`)).status).toBe(404);
     for (const [query, reason] of [
       ['sessionId=x', 'no output: set sendBack=true (and sendBackInterim=true for interims) or useDispatcher=true'],
       ['sendBack=true&provider=nope', `provider "nope" is unknown; known providers: ${known}`],
@@ -150,7 +135,7 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
    */
   async function transcribe(records: JvbRecord[], sessionId: string): Promise<string[]> {
     const [a, b] = captureParticipants(records) as [{ tag: string; id: string }, { tag: string; id: string }];
-    const mark = fake.connections.length;
+    const mark = running.fake.connections.length;
     const withInterims = await TestClient.connect(ws(`sessionId=${sessionId}&sendBack=true&sendBackInterim=true`));
     const finalsOnly = await TestClient.connect(ws(`sessionId=${sessionId}-2&sendBack=true`));
     let n = 0;
@@ -173,11 +158,11 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
     }
     // Every utterance the provider completed came back, once: wait for all the audio and
     // for each stream's last utterance to be closed first.
-    const mine = () => fake.connections.slice(mark);
+    const mine = () => running.fake.connections.slice(mark);
     const completed = () => mine().flatMap((c) => c.completed()).filter((t) => t !== '');
     const media = records.filter((r) => r.event === 'media').length;
-    await fake.waitFor(() => mine().reduce((sum, c) => sum + c.appends, 0) === 2 * media, 'all the audio');
-    await fake.waitFor(() => mine().every((c) => !c.speaking), 'every utterance closed (by silence or the idle commit)');
+    await running.fake.waitFor(() => mine().reduce((sum, c) => sum + c.appends, 0) === 2 * media, 'all the audio');
+    await running.fake.waitFor(() => mine().every((c) => !c.speaking), 'every utterance closed (by silence or the idle commit)');
     await until(() => withInterims.finals().length + finalsOnly.finals().length === completed().length, 'every final');
     expect(withInterims.finals(a.tag)[0]!.participant).toEqual(a);
     expect(withInterims.finals(b.tag)[0]!.participant).toEqual(b);
@@ -187,7 +172,7 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
     for (const conn of mine()) {
       expect(conn.violations).toEqual([]);
       // One auth form only: the header, which every runtime's connector can set.
-      expect(conn.headers.authorization).toBe(`Bearer ${fake.apiKey}`);
+      expect(conn.headers.authorization).toBe(`Bearer ${running.fake.apiKey}`);
       expect(conn.protocols).toEqual([]);
     }
     const words = (c: TestClient) => c.finals().map((f) => `${f.participant.tag}: ${f.transcript[0]!.text}`);
@@ -215,16 +200,16 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
 
   it('flushes a tag\'s utterance on stop', async () => {
     // The session's language marks its provider connection: earlier tests' connections may
-    // still be arriving at the fake.
+    // still be arriving at the running.fake.
     const client = await TestClient.connect(ws('sessionId=stopper&sendBack=true&lang=fr'));
-    const mine = () => fake.connections.find((c) => transcriptionOf(c)?.language === 'fr');
+    const mine = () => running.fake.connections.find((c) => transcriptionOf(c)?.language === 'fr');
     // 3 s of speaker A, then stop: the final comes from the stop, not from a silence.
     await replayJvb(client, { pace: 'fast', records: capture.filter((r) => r.tag === TAG_A).slice(0, 151) });
-    await fake.waitFor(() => mine()?.appends === 150, 'the audio');
+    await running.fake.waitFor(() => mine()?.appends === 150, 'the audio');
     const conn = mine()!;
     expect(conn.commits).toBe(0);
     client.send({ event: 'stop', stop: { tag: TAG_A } });
-    await fake.waitFor(() => conn.closedWith !== undefined, 'the provider stream to close');
+    await running.fake.waitFor(() => conn.closedWith !== undefined, 'the provider stream to close');
     expect(conn.commits).toBe(1);
     expect(conn.closedWith).toMatchObject({ by: 'client', code: 1000 });
     // The utterance in flight at the stop was completed and delivered before the close.
@@ -242,14 +227,14 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
     );
     const speech = capture.filter((r) => r.tag === TAG_A);
     const query = 'sessionId=resumer&sendBack=true&lang=de';
-    const mine = () => fake.connections.filter((c) => transcriptionOf(c)?.language === 'de');
+    const mine = () => running.fake.connections.filter((c) => transcriptionOf(c)?.language === 'de');
     const first = await TestClient.connect(ws(query));
     // 2 s of speaker A (its start and 100 packets).
     await replayJvb(first, { pace: 'fast', records: speech.slice(0, 101) });
-    await fake.waitFor(() => mine()[0]?.appends === 100, 'the audio');
+    await running.fake.waitFor(() => mine()[0]?.appends === 100, 'the audio');
     // The socket is just gone (no close frame); the idle commit finishes the utterance meanwhile.
     first.ws.terminate();
-    await fake.waitFor(() => mine()[0]!.completed().some((t) => t !== ''), 'the utterance completed');
+    await running.fake.waitFor(() => mine()[0]!.completed().some((t) => t !== ''), 'the utterance completed');
     const second = await TestClient.connect(ws(query));
     await second.waitFor(() => second.finals().length === 1, 'the final made while detached');
     expect(second.messages[0]).toMatchObject({ event: 'info', runtime, sessionId: 'resumer' });
@@ -258,7 +243,7 @@ describe.each(LAUNCHERS)('on $runtime', ({ runtime, start }) => {
     expect(first.finals()).toEqual([]);
     // New audio goes on the same provider stream.
     await replayJvb(second, { pace: 'fast', records: speech.slice(101, 151) });
-    await fake.waitFor(() => mine()[0]!.appends === 150, 'the new audio on the same stream');
+    await running.fake.waitFor(() => mine()[0]!.appends === 150, 'the new audio on the same stream');
     expect(mine()).toHaveLength(1);
     await second.close();
   });

@@ -7,9 +7,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { TestClient } from '../helpers/client.ts';
-import { LAUNCHERS, type RunningApp } from './launchers.ts';
+import { LAUNCHERS, appBehindFakeOpenAI } from './launchers.ts';
 
 let jwks: Server;
 let jwksUrl: string;
@@ -38,31 +37,17 @@ const sign = (key: CryptoKey, alg: 'RS256' | 'ES256', kid: string, claims: Recor
   new SignJWT(claims).setProtectedHeader({ alg, kid }).setExpirationTime(exp).sign(key);
 
 describe.each(LAUNCHERS)('auth on $runtime', ({ start }) => {
-  let fake: FakeOpenAI;
-  let app: RunningApp;
-
-  beforeAll(async () => {
-    fake = await FakeOpenAI.start();
-    app = await start({
-      OPENAI_API_KEY: fake.apiKey,
-      OPENAI_BASE_URL: fake.baseUrl,
-      LOG_LEVEL: 'info',
-      AUTH_MODE: 'jwt',
-      AUTH_JWT_JWKS_URL: jwksUrl,
-      AUTH_JWT_ISSUER: 'app',
-      AUTH_JWT_AUDIENCE: 'jitsi',
-      AUTH_JWT_SESSION_CLAIM: 'room',
-    });
-  });
-
-  afterAll(async () => {
-    await app?.stop();
-    await fake?.close();
-  });
+  const running = appBehindFakeOpenAI(start, () => ({
+    AUTH_MODE: 'jwt',
+    AUTH_JWT_JWKS_URL: jwksUrl,
+    AUTH_JWT_ISSUER: 'app',
+    AUTH_JWT_AUDIENCE: 'jitsi',
+    AUTH_JWT_SESSION_CLAIM: 'room',
+  }));
 
   const connect = (sessionId: string, token?: string, headers: Record<string, string> = {}) => {
     const query = new URLSearchParams({ sessionId, sendBack: 'true', ...(token ? { token } : {}) });
-    return TestClient.connect(`${app.origin.replace('http', 'ws')}/transcribe?${query}`, { headers }).then(
+    return TestClient.connect(`${running.app.origin.replace('http', 'ws')}/transcribe?${query}`, { headers }).then(
       (client) => client,
       (e: { status: number; body: string }) => ({ status: e.status, body: e.body }),
     );
@@ -96,8 +81,8 @@ describe.each(LAUNCHERS)('auth on $runtime', ({ start }) => {
       status: 403,
       body: "forbidden: the token's room claim does not match sessionId",
     });
-    const metrics = await (await fetch(`${app.origin}/metrics`)).text();
+    const metrics = await (await fetch(`${running.app.origin}/metrics`)).text();
     expect(metrics).toContain('transcriber_auth_refused_total{reason="wrong_session"} 1');
-    expect(fake.connections.length).toBe(0);
+    expect(running.fake.connections.length).toBe(0);
   });
 });

@@ -5,6 +5,8 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from 'vitest';
+import { FakeOpenAI } from '../fakes/openai-realtime.ts';
 import { startDenoProcess } from '../runtimes/deno-process.ts';
 import { startWorker } from '../runtimes/workerd-harness.ts';
 
@@ -79,3 +81,33 @@ const workerd: Launcher = {
 };
 
 export const LAUNCHERS: readonly Launcher[] = [node, deno, workerd];
+
+/**
+ * For a suite of one runtime: a fake OpenAI and `start`'s app in front of it with `env` (plus
+ * the fake's key and URL, and LOG_LEVEL=info, whose 'listening' line the launchers read the
+ * port from), started before the suite and stopped after it.
+ */
+export function appBehindFakeOpenAI(
+  start: Launcher['start'],
+  /** A function where a value is known only once the suite's hooks have run (a server's URL). */
+  env: Record<string, string> | (() => Record<string, string>),
+): { readonly fake: FakeOpenAI; readonly app: RunningApp } {
+  let fake: FakeOpenAI | undefined;
+  let app: RunningApp | undefined;
+  beforeAll(async () => {
+    fake = await FakeOpenAI.start();
+    app = await start({ OPENAI_API_KEY: fake.apiKey, OPENAI_BASE_URL: fake.baseUrl, LOG_LEVEL: 'info', ...(typeof env === 'function' ? env() : env) });
+  });
+  afterAll(async () => {
+    await app?.stop();
+    await fake?.close();
+  });
+  return {
+    get fake() {
+      return fake!;
+    },
+    get app() {
+      return app!;
+    },
+  };
+}

@@ -6,14 +6,13 @@
  * own port (Node and Deno: the Worker has no schedule). The probe streams samples/speech.ogg
  * in real time, so the wait is generous: two CPUs are shared by many test processes.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FakeOpenAI } from '../fakes/openai-realtime.ts';
+import { describe, expect, it } from 'vitest';
 import { replayJvb, TAG_A, TestClient } from '../helpers/client.ts';
 import { readCapture } from '../helpers/fixtures.ts';
 import { metricValue } from '../helpers/proxy.ts';
 import { onlyTag } from '../helpers/provider-server.ts';
 import { until } from '../helpers/wait.ts';
-import { LAUNCHERS, type RunningApp } from './launchers.ts';
+import { LAUNCHERS, appBehindFakeOpenAI } from './launchers.ts';
 
 interface UsageMessage {
   event: 'usage';
@@ -21,30 +20,16 @@ interface UsageMessage {
 }
 
 describe.each(LAUNCHERS)('usage and the monitor on $runtime', ({ runtime, start }) => {
-  let fake: FakeOpenAI;
-  let app: RunningApp;
-
-  beforeAll(async () => {
-    fake = await FakeOpenAI.start();
-    app = await start({
-      OPENAI_API_KEY: fake.apiKey,
-      OPENAI_BASE_URL: fake.baseUrl,
-      FORCE_COMMIT_TIMEOUT: '0.5',
-      PROVIDER_QUEUE_MS: '60000',
-      LOG_LEVEL: 'info',
-      MONITOR_INTERVAL_S: '1',
-      MONITOR_FILE: 'samples/speech.ogg',
-    });
-  });
-
-  afterAll(async () => {
-    await app?.stop();
-    await fake?.close();
+  const running = appBehindFakeOpenAI(start, {
+    FORCE_COMMIT_TIMEOUT: '0.5',
+    PROVIDER_QUEUE_MS: '60000',
+    MONITOR_INTERVAL_S: '1',
+    MONITOR_FILE: 'samples/speech.ogg',
   });
 
   it('answers a usage request with the seconds the provider received', async () => {
-    const client = await TestClient.connect(`${app.origin.replace('http', 'ws')}/transcribe?sessionId=usage-conf&sendBack=true`);
-    const from = fake.connections.length;
+    const client = await TestClient.connect(`${running.app.origin.replace('http', 'ws')}/transcribe?sessionId=usage-conf&sendBack=true`);
+    const from = running.fake.connections.length;
     const recordsA = onlyTag(readCapture(), TAG_A);
     const packetsA = recordsA.filter((r) => r.event === 'media').length;
     await replayJvb(client, { pace: 'fast', records: recordsA });
@@ -58,7 +43,7 @@ describe.each(LAUNCHERS)('usage and the monitor on $runtime', ({ runtime, start 
     // close frame sent), so the answer may be one short of what the client ends up with.
     expect(entry.finals).toBeGreaterThanOrEqual(1);
     expect(entry.finals).toBeLessThanOrEqual(client.finals(TAG_A).length);
-    const pcm = fake.connections.slice(from).reduce((sum, c) => sum + c.pcm().length, 0);
+    const pcm = running.fake.connections.slice(from).reduce((sum, c) => sum + c.pcm().length, 0);
     // Received: every packet of A's (20 ms each, none missing in the capture), counted before
     // the silence gate (SILENCE_GATE, on by default); sent: what passed the gate, so less,
     // since A's stream holds silence the gate keeps from the provider.
@@ -72,11 +57,11 @@ describe.each(LAUNCHERS)('usage and the monitor on $runtime', ({ runtime, start 
 
   it.skipIf(runtime === 'workerd')('runs the in-process monitor and exposes its outcome', async () => {
     await until(
-      async () => metricValue(await (await fetch(`${app.origin}/metrics`)).text(), 'transcriber_monitor_probes_total', { result: 'ok' }) >= 1,
+      async () => metricValue(await (await fetch(`${running.app.origin}/metrics`)).text(), 'transcriber_monitor_probes_total', { result: 'ok' }) >= 1,
       'a passing probe',
       60_000,
     );
-    const text = await (await fetch(`${app.origin}/metrics`)).text();
+    const text = await (await fetch(`${running.app.origin}/metrics`)).text();
     expect(metricValue(text, 'transcriber_monitor_up')).toBe(1);
     expect(metricValue(text, 'transcriber_monitor_last_success_timestamp_seconds')).toBeGreaterThan(0);
   }, 90_000);

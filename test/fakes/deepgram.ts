@@ -375,17 +375,7 @@ export class FakeDeepgram extends FakeServer {
       const conn = new FakeDeepgramConnection(ws, req, this);
       if (headerKey !== undefined && protocolKey !== undefined) conn.violations.push('authenticated twice (header and subprotocol)');
       this.connections.push(conn);
-      ws.on('message', (data, isBinary) => {
-        const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
-        if (isBinary) conn.onBinary(new Uint8Array(buf));
-        else conn.onText(buf.toString('utf8'));
-        this.notify();
-      });
-      ws.on('close', (code, reason) => {
-        conn.onClosed(code, reason.toString());
-        this.notify();
-      });
-      this.notify();
+      this.wire(ws, conn);
     });
   }
 }

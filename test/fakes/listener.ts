@@ -6,7 +6,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { Waiters } from '../helpers/waiters.ts';
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
@@ -62,6 +62,21 @@ export abstract class FakeServer {
 
   notify(): void {
     this.waiters.notify();
+  }
+
+  /** Hands `ws`'s frames (text as a string, binary as bytes) and its close to `conn`, re-checking the waits after each. */
+  protected wire(ws: WebSocket, conn: { onText(text: string): void; onBinary(bytes: Uint8Array): void; onClosed(code: number, reason: string): void }): void {
+    ws.on('message', (data, isBinary) => {
+      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
+      if (isBinary) conn.onBinary(new Uint8Array(buf));
+      else conn.onText(buf.toString('utf8'));
+      this.notify();
+    });
+    ws.on('close', (code, reason) => {
+      conn.onClosed(code, reason.toString());
+      this.notify();
+    });
+    this.notify();
   }
 
   async close(): Promise<void> {

@@ -270,17 +270,7 @@ export class FakeVosk extends FakeServer {
     this.listener.wss.handleUpgrade(req, socket, head, (ws) => {
       const conn = new FakeVoskConnection(ws, req, this);
       this.connections.push(conn);
-      ws.on('message', (data, isBinary) => {
-        const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
-        if (isBinary) conn.onBinary(new Uint8Array(buf));
-        else conn.onText(buf.toString('utf8'));
-        this.notify();
-      });
-      ws.on('close', (code, reason) => {
-        conn.onClosed(code, reason.toString());
-        this.notify();
-      });
-      this.notify();
+      this.wire(ws, conn);
     });
   }
 }
