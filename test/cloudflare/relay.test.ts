@@ -13,6 +13,7 @@ import { RelaySession, transcriberQuery } from '../../src/runtime/workerd/relay.
 import type { TranscriptSink } from '../../src/session/ports.ts';
 import { SessionShell } from '../../src/session/shell.ts';
 import type { Timers } from '../../src/util/timers.ts';
+import { transcribeParams } from '../helpers/params.ts';
 
 class ManualClock implements Timers {
   private t = 0;
@@ -43,15 +44,7 @@ class ManualClock implements Timers {
   }
 }
 
-const PARAMS: TranscribeParams = {
-  sessionId: 'conf-1',
-  sendBack: true,
-  sendBackInterim: false,
-  useDispatcher: undefined,
-  lang: 'en',
-  provider: 'openai',
-  encoding: 'opus',
-};
+const PARAMS = transcribeParams({ sessionId: 'conf-1', lang: 'en' });
 
 const result = (interim: boolean, text: string): string =>
   JSON.stringify({

@@ -7,22 +7,14 @@ import { describe, expect, it } from 'vitest';
 import { createLogger, type Logger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import type { TranscriptionResult } from '../../src/protocol/outbound.ts';
-import type { TranscribeParams } from '../../src/protocol/query.ts';
 import type { ClientSocket } from '../../src/session/ports.ts';
 import { DetachedSessions, resumeMismatch } from '../../src/session/resumption.ts';
 import { HELD_FINALS_LIMIT, RESEND_WINDOW_MS, SessionShell } from '../../src/session/shell.ts';
 import { ManualClock } from '../helpers/clock.ts';
+import type { TranscribeParams } from '../../src/protocol/query.ts';
+import { transcribeParams } from '../helpers/params.ts';
 
-const params = (over: Partial<TranscribeParams> = {}): TranscribeParams => ({
-  sessionId: 'conf',
-  sendBack: true,
-  sendBackInterim: false,
-  useDispatcher: undefined,
-  lang: undefined,
-  provider: 'openai',
-  encoding: 'opus',
-  ...over,
-});
+const params = transcribeParams;
 
 interface LogRecord {
   msg: string;

@@ -8,20 +8,11 @@ import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import type { TranscriptionResult } from '../../src/protocol/outbound.ts';
-import type { TranscribeParams } from '../../src/protocol/query.ts';
 import type { ClientSocket } from '../../src/session/ports.ts';
 import { SessionShell } from '../../src/session/shell.ts';
+import { transcribeParams } from '../helpers/params.ts';
 
-const params = (over: Partial<TranscribeParams> = {}): TranscribeParams => ({
-  sessionId: 'conf',
-  sendBack: true,
-  sendBackInterim: false,
-  useDispatcher: undefined,
-  lang: undefined,
-  provider: 'openai',
-  encoding: 'opus',
-  ...over,
-});
+const params = transcribeParams;
 
 interface Line {
   level: string;
