@@ -31,9 +31,9 @@ export class OggOpusWriter {
     return this.pendingSamples;
   }
 
-  /** Keeps `packet` (a copy) for the next page; `samples` is its duration at 48 kHz. */
+  /** Keeps `packet` (not a copy: the caller must not change it) for the next page; `samples` is its duration at 48 kHz. */
   add(packet: Uint8Array, samples: number): void {
-    this.packets.push(packet.slice());
+    this.packets.push(packet);
     this.pendingSamples += samples;
   }
 

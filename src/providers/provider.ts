@@ -269,10 +269,8 @@ export interface ProviderTap {
 /** `provider`, with what its connections report passing through `tap`. */
 export function tapProvider(provider: Provider, tap: ProviderTap): Provider {
   return {
-    name: provider.name,
-    maxConnectionMs: provider.maxConnectionMs,
-    detectsTurns: provider.detectsTurns,
-    takesOgg: provider.takesOgg,
+    // Every capability as the provider declares it (a new one needs no line here).
+    ...provider,
     formatFor: (input) => provider.formatFor(input),
     connect: (request, listener) =>
       provider
