@@ -144,8 +144,6 @@ export class ProviderStream implements HeldAudio {
    * while a connection is open: whatever takes the connection away sends or queues it first.
    */
   private batch: Uint8Array | undefined;
-  /** A sent batch's buffer that nothing kept (its replay entry is a span, or a copy): the next batch's. */
-  private spare: Uint8Array | undefined;
   private batchBytes = 0;
   private batchMs = 0;
   private batchArrival = 0;
@@ -217,8 +215,7 @@ export class ProviderStream implements HeldAudio {
     }
     const samples = audio.byteLength / 2;
     if (!this.batch) {
-      this.batch = this.spare ?? new Uint8Array(this.batchCapacity);
-      this.spare = undefined;
+      this.batch = new Uint8Array(this.batchCapacity);
       this.batchArrival = arrival;
       this.batchSource = position === undefined ? undefined : source;
       this.batchStart = this.batchEnd = position ?? 0;
@@ -249,13 +246,8 @@ export class ProviderStream implements HeldAudio {
     this.batchSource = undefined;
     const audio = bytes === batch.byteLength ? batch : batch.subarray(0, bytes);
     const link = this.link;
-    // Providers copy what they send, and the queue copies what it holds: only a replay entry of bytes keeps the buffer.
-    if (link?.conn && !this.closed) {
-      if (!this.sendNow(link, audio, ms, this.batchArrival, true, source, this.batchStart)) this.spare = batch;
-    } else if (!this.closed) {
-      this.enqueue(audio, ms, this.batchArrival);
-      this.spare = batch;
-    }
+    if (link?.conn && !this.closed) this.sendNow(link, audio, ms, this.batchArrival, true, source, this.batchStart);
+    else if (!this.closed) this.enqueue(audio, ms, this.batchArrival);
   }
 
   /** A batch that has waited its period and a frame more at `now` (the session's sweep): its audio stopped coming, so it goes (no timer per batch). */
@@ -428,18 +420,16 @@ export class ProviderStream implements HeldAudio {
    * `kept`: the audio is already a copy of its own (queued or replayed), not a view into WASM
    * memory. `source`: it is samples from `position` on of that decode history, kept as such.
    */
-  /** Whether the replay buffer holds on to `audio` itself (`kept`, not a span). */
-  private sendNow(link: Link, audio: Uint8Array, durationMs: number, arrival: number, kept = false, source?: PcmSource, position?: number): boolean {
+  private sendNow(link: Link, audio: Uint8Array, durationMs: number, arrival: number, kept = false, source?: PcmSource, position?: number): void {
     link.utteranceStart ??= arrival;
     link.timeline.record(durationMs, arrival);
     link.sentMs += durationMs;
     link.conn!.send(audio, durationMs);
     this.o.usage?.sent(durationMs);
     const limit = this.ctx.limits.providerReplayMs;
-    if (limit <= 0 || durationMs <= 0) return false;
-    const span = source !== undefined && position !== undefined;
+    if (limit <= 0 || durationMs <= 0) return;
     this.unfinalised.push(
-      span
+      source && position !== undefined
         ? { source, start: position, end: position + audio.byteLength / 2, durationMs, arrival, serial: link.serial, endMs: link.sentMs }
         : { audio: kept ? audio : audio.slice(), durationMs, arrival, serial: link.serial, endMs: link.sentMs },
     );
@@ -449,7 +439,6 @@ export class ProviderStream implements HeldAudio {
       const old = this.unfinalised.shift()!;
       if (!('flush' in old)) this.unfinalisedMs -= old.durationMs;
     }
-    return kept && !span;
   }
 
   /** A final on `link` ended at `endMs` (or, when the provider does not say, at the first flush): that audio is done. */
